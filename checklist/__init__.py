@@ -1,0 +1,1 @@
+"""The pre-run checklist engine, its policies as data, and the launch gate."""

@@ -1,0 +1,1 @@
+"""Domain library: estimator, GPU catalogue, offers, telemetry, dispatch. Plain Python, no MCP import."""

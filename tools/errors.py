@@ -1,0 +1,70 @@
+"""One error type for bad input, so the CLI and the MCP server can say the same clear thing.
+
+Every refusal names the field, what was sent and what is allowed; the CLI prints
+:meth:`PreflightError.one_line` and exits 2, the MCP server raises it as a ``ToolError``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import ValidationError
+
+_PREVIEW_CHARS = 60
+
+
+def preview(value: Any) -> str:
+    """A short, single-line, printable rendering of a value a caller sent."""
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        text = str(value)
+    else:
+        text = repr(value)
+    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+    return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 3] + "..."
+
+
+class PreflightError(ValueError):
+    """Bad input or a refused request: ``field``, what was ``got``, what is ``allowed``."""
+
+    def __init__(self, field: str, got: Any, allowed: str, hint: str = "") -> None:
+        self.field = field
+        self.got = got
+        self.allowed = allowed
+        self.hint = hint
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        text = f"{self.field}: got {preview(self.got)}; allowed: {self.allowed}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+def _loc(loc: tuple[int | str, ...], prefix: str) -> str:
+    parts = [prefix] if prefix else []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(item)
+    return ".".join(parts) or "(input)"
+
+
+def from_validation_error(exc: ValidationError, prefix: str = "") -> PreflightError:
+    """Turn pydantic's multi-line report into one :class:`PreflightError` (first problem first).
+
+    Pydantic's ``msg`` already says what is allowed ("Input should be greater than 0"); we keep
+    it, name the dotted field and show the value sent. Further problems are counted, not listed,
+    so the answer stays one line.
+    """
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    field = _loc(tuple(first["loc"]), prefix)
+    msg = str(first["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    more = len(errors) - 1
+    hint = f"and {more} more problem{'s' if more > 1 else ''}" if more else ""
+    got = first.get("input", None) if first["type"] != "missing" else "(missing)"
+    return PreflightError(field, got, msg, hint)
