@@ -11,8 +11,6 @@ import logging
 
 from mcp.server import MCPServer
 
-
-
 log = logging.getLogger("gpu_preflight")
 
 INSTRUCTIONS = (

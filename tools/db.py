@@ -42,7 +42,7 @@ def connect(path: Path | None = None) -> sqlite3.Connection:
     return conn
 
 
-class transaction:  # noqa: N801 - reads as a statement: `with transaction(conn):`
+class transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on any exception)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:

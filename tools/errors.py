@@ -16,10 +16,7 @@ _PREVIEW_CHARS = 60
 
 def preview(value: Any) -> str:
     """A short, single-line, printable rendering of a value a caller sent."""
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        text = str(value)
-    else:
-        text = repr(value)
+    text = str(value) if isinstance(value, float) and not math.isfinite(value) else repr(value)
     text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
     return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 3] + "..."
 
