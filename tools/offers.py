@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from gpu_preflight.tools.errors import PreflightError, preview
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation
+
+from gpu_preflight.tools.errors import PreflightError, preview
 
 MIB_BYTES = 1_048_576
 HOURS_PER_MONTH = 720  # Vast bills storage per 30-day month: storage_total_cost = storage_cost * GB / 720

@@ -1,0 +1,95 @@
+"""Estimator results become checklist evidence, item by item.
+
+Why an explicit mapping: evidence schemas refuse unknown fields so a tool wired to the wrong item
+is caught; this module is the one place that says which estimate number answers which playbook
+item (pre-estimation §7), and which tool supplied it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpu_preflight.checklist import checklist_status, record_evidence
+from gpu_preflight.checklist.views import ChecklistStatus
+from gpu_preflight.tools.estimate import RunEstimate
+from gpu_preflight.tools.options import PlanResult
+from gpu_preflight.tools.spec import RunSpec
+
+
+def estimate_evidence(e: RunEstimate, *, include_time_cost: bool = True) -> dict[str, dict[str, Any]]:
+    """The pre-estimate items one estimate answers, as evidence dicts."""
+    g, c = e.memory.gpu, e.memory.cpu
+    tp = e.throughput
+    items: dict[str, dict[str, Any]] = {
+        "memory_fit": {
+            "gpu_ram_gb": g.gpu_ram_gb, "gpu_peak_gb": g.peak_gb, "gpu_required_gb": g.required_gb,
+            "gpu_verdict": g.verdict, "gpu_verdict_basis_gb": g.verdict_basis_gb, "cpu_ram_gb": c.cpu_ram_gb,
+            "cpu_required_gb": c.required_gb, "cpu_verdict": c.verdict,
+        },
+        "throughput_prediction": {
+            "method": tp.method, "tokens_per_s": tp.tokens_per_s.base, "confidence": tp.confidence,
+            **({"mfu_assumed": tp.mfu_assumed} if tp.mfu_assumed is not None else {}),
+        },
+        "setup_debug_tax": {
+            "setup_debug_hours": e.tax.setup_debug_hours, "wall_hours": e.tax.wall_hours,
+            "setup_debug_tax": e.tax.setup_debug_tax,
+            "expensive_hardware_justified": e.tax.expensive_hardware_justified,
+        },
+        "validation_gates": {
+            "window_minutes": float(e.validation_gates.window_minutes),
+            "min_throughput_ratio": e.validation_gates.min_throughput_ratio,
+            "min_gpu_util_pct": e.validation_gates.min_gpu_util_pct,
+            "max_mem_used_pct": e.validation_gates.max_mem_used_pct,
+            "consecutive_windows": e.validation_gates.consecutive_windows,
+            "early_checkpoint_step": e.validation_gates.early_checkpoint_step,
+            "expected_tokens_per_s": e.validation_gates.expected_tokens_per_s,
+        },
+    }
+    if include_time_cost and e.cost_usd.base is not None:
+        items["time_cost_table"] = {
+            "time_hours": e.time_hours.model_dump(), "cost_usd": e.cost_usd.model_dump(),
+            "dph_total_usd": e.train.dph_total_usd,
+        }
+    return items
+
+
+def attach_items(checklist_id: str, spec: RunSpec, items: dict[str, dict[str, Any]], tool: str) -> ChecklistStatus:
+    """Record each item as evidence computed for ``spec`` by ``tool``; return the checklist status."""
+    spec_dict = spec.model_dump(mode="json", exclude_none=True)
+    for item, evidence in items.items():
+        record_evidence(checklist_id, item, evidence, source=tool, spec=spec_dict)
+    return checklist_status(checklist_id)
+
+
+def attach_estimate(checklist_id: str, spec: RunSpec, e: RunEstimate, tool: str = "estimate_run") -> ChecklistStatus:
+    """Attach what ``tool`` answers: estimate_memory fills memory_fit only; estimate_run fills all it can."""
+    items = estimate_evidence(e)
+    if tool == "estimate_memory":
+        items = {"memory_fit": items["memory_fit"]}
+    return attach_items(checklist_id, spec, items, tool)
+
+
+def plan_evidence(plan: PlanResult, setup_debug_hours: float) -> dict[str, dict[str, Any]]:
+    """The option table answers time_cost_table (with its rows) and the tax, for the top-ranked offer."""
+    if not plan.rows:
+        return {}
+    best = plan.rows[0]
+    options = [{
+        "gpu_option": r.gpu_option, "dph_total_usd": r.dph_total_usd, "gpu_ram_gb": r.vram_gb,
+        "cpu_ram_gb": r.cpu_ram_gb, "tflops": r.tflops, "hbm_bw_gbps": r.hbm_bw_gbps,
+        "pred_tokens_per_s": r.pred_tokens_per_s, "time_hours": r.time_hours.model_dump(),
+        "cost_usd": r.cost_usd.model_dump(), "setup_debug_tax": r.setup_debug_tax,
+        "optimization_effort": r.optimization_effort, "major_risks": [x.message for x in r.major_risks],
+    } for r in plan.rows]
+    return {
+        "time_cost_table": {"time_hours": best.time_hours.model_dump(), "cost_usd": best.cost_usd.model_dump(),
+                            "dph_total_usd": best.dph_total_usd, "options": options},
+        "setup_debug_tax": {"setup_debug_hours": setup_debug_hours, "wall_hours": best.time_hours.base,
+                            "setup_debug_tax": best.setup_debug_tax,
+                            "expensive_hardware_justified": best.setup_debug_tax <= 0.25},
+    }
+
+
+def attach_plan(checklist_id: str, spec: RunSpec, plan: PlanResult) -> ChecklistStatus:
+    setup = spec.overheads.setup_debug_hours
+    return attach_items(checklist_id, spec, plan_evidence(plan, 1.0 if setup is None else setup), "plan_options")
