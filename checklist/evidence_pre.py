@@ -113,7 +113,8 @@ class MemoryFitEvidence(Evidence):
         return "; ".join(problems) + " (verdict fail)" if problems else None
 
     def summary(self, thresholds: Any) -> str:
-        cpu = f"CPU {self.cpu_required_gb:.3g}/{self.cpu_ram_gb:.3g} GB" if self.cpu_ram_gb else "CPU RAM unknown"
+        cpu = f"CPU {self.cpu_required_gb:.3g}/{self.cpu_ram_gb:.3g} GB" if self.cpu_ram_gb else (
+            f"CPU needs {self.cpu_required_gb:.3g} GB, host RAM")
         return (f"GPU {self.gpu_verdict_basis_gb:.3g}/{self.gpu_ram_gb:.3g} GB ({self.gpu_ratio():.0%}) "
                 f"{self.gpu_verdict}; {cpu} {self.cpu_verdict}")
 

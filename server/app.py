@@ -15,8 +15,9 @@ log = logging.getLogger("gpu_preflight")
 
 INSTRUCTIONS = (
     "gpu-preflight plans and guards GPU training runs on rented machines. Before renting: "
-    "estimate_run (memory fit, throughput, time/cost, setup tax) for a spec on a GPU. "
-    "Numbers come with their formula path and assumptions; cold estimates are low confidence."
+    "checklist_start, then plan_options (the option table over real offers) and estimate_run for the chosen "
+    "GPU, both with checklist_id; checklist_status says what is missing. Launch only after gate_check says "
+    "allowed. Cold estimates are low confidence: probe, then re-estimate. Read agents.md for the full flow."
 )
 
 # Modules that register tools, resources and prompts; each is optional so a partial checkout still serves.
@@ -42,4 +43,18 @@ def create_server() -> MCPServer:
                 raise
             continue
         module.register(mcp)
+    _compact_output_schemas(mcp)
     return mcp
+
+
+def _compact_output_schemas(mcp: MCPServer) -> None:
+    """Output schemas reduced to their shape: field names carry units; results are validated
+    against the pydantic models, not these schemas, so trimming them changes nothing but size."""
+    from gpu_preflight.server.schemas import output_schema
+
+    # The SDK offers no public hook to rewrite a registered tool's output schema.
+    for tool in mcp._tool_manager.list_tools():
+        meta = tool.fn_metadata
+        if meta.output_schema is not None:
+            meta.output_schema = output_schema(meta.output_schema)
+            tool.__dict__.pop("output_schema", None)

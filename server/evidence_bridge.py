@@ -61,8 +61,38 @@ def attach_items(checklist_id: str, spec: RunSpec, items: dict[str, dict[str, An
     return checklist_status(checklist_id)
 
 
+def stage_a_evidence(e: RunEstimate, *, reliability: float | None = None) -> dict[str, Any]:
+    """Run-calibrated Stage A from an estimate: only obvious dead ends fail ("not obviously bad")."""
+    net = e.memory.network
+    notes = []
+    if net.inet_down_mbps is None:
+        notes.append("network speed unknown")
+    if reliability is None:
+        notes.append("reliability unknown")
+    evidence: dict[str, Any] = {
+        "vram_fits": e.memory.gpu.verdict != "fail",
+        "cpu_ram_ok": e.memory.cpu.verdict != "fail",
+        "disk_ok": e.memory.disk.verdict != "fail",
+        "reliability_network_ok": not net.dominates_setup and (reliability is None or reliability >= 0.9),
+    }
+    if notes:
+        evidence["notes"] = "; ".join(notes)
+    return evidence
+
+
+def _policy(checklist_id: str) -> str:
+    return checklist_status(checklist_id).policy
+
+
 def attach_estimate(checklist_id: str, spec: RunSpec, e: RunEstimate, tool: str = "estimate_run") -> ChecklistStatus:
-    """Attach what ``tool`` answers: estimate_memory fills memory_fit only; estimate_run fills all it can."""
+    """Attach what ``tool`` answers for the checklist's policy.
+
+    pre-estimate: estimate_memory fills memory_fit; estimate_run fills every item it can.
+    run-calibrated: an estimate answers Stage A (the minimal pre-rent checks) only; the rest comes
+    from the probe.
+    """
+    if _policy(checklist_id) == "run-calibrated":
+        return attach_items(checklist_id, spec, {"stage_a_checks": stage_a_evidence(e)}, tool)
     items = estimate_evidence(e)
     if tool == "estimate_memory":
         items = {"memory_fit": items["memory_fit"]}
@@ -91,5 +121,18 @@ def plan_evidence(plan: PlanResult, setup_debug_hours: float) -> dict[str, dict[
 
 
 def attach_plan(checklist_id: str, spec: RunSpec, plan: PlanResult) -> ChecklistStatus:
+    """pre-estimate: the table answers time_cost_table and the tax. run-calibrated: Stage A holds when
+    at least one offer passed every hard fit check (rejected offers failed one)."""
+    if _policy(checklist_id) == "run-calibrated":
+        if not plan.rows:
+            items = {"stage_a_checks": {"vram_fits": False, "cpu_ram_ok": False, "disk_ok": False,
+                                        "reliability_network_ok": False, "notes": "no offer passed the fit checks"}}
+        else:
+            best = plan.rows[0]
+            items = {"stage_a_checks": {"vram_fits": True, "cpu_ram_ok": True, "disk_ok": True,
+                                        "reliability_network_ok": not any(
+                                            r.code in ("low_reliability", "slow_download") for r in best.major_risks),
+                                        "notes": f"top offer {best.gpu_option} (id {best.offer_id})"}}
+        return attach_items(checklist_id, spec, items, "plan_options")
     setup = spec.overheads.setup_debug_hours
     return attach_items(checklist_id, spec, plan_evidence(plan, 1.0 if setup is None else setup), "plan_options")

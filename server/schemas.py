@@ -14,13 +14,17 @@ from typing import Annotated, Any
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, Field, WithJsonSchema
 
-from gpu_preflight.tools.catalogue import GpuSpec
 from gpu_preflight.tools.spec import RunSpec
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON schema with every ``$ref`` replaced by its definition (no ``$defs``)."""
-    schema = model.model_json_schema()
+    return inline_refs(model.model_json_schema())
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace local ``#/$defs/...`` references by their definitions (our models are not recursive)."""
+    schema = dict(schema)
     defs = schema.pop("$defs", {})
 
     def resolve(node: Any) -> Any:
@@ -39,23 +43,118 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     return resolved
 
 
-SPEC_SCHEMA = inline_schema(RunSpec)
+def compact_schema(node: Any, *, keep_descriptions: bool = True) -> Any:
+    """Drop what an agent does not need from a JSON schema: titles, null defaults, ``anyOf`` with null.
+
+    ``tools/list`` is read by the model on every session; pydantic's schemas repeat a title for every
+    property and spell optional as ``anyOf: [X, null]``. Property *names* called ``title`` are kept.
+    """
+    if isinstance(node, list):
+        return [compact_schema(v, keep_descriptions=keep_descriptions) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key == "default" and value is None:
+            continue
+        if key == "description" and not keep_descriptions:
+            continue
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {k: compact_schema(v, keep_descriptions=keep_descriptions) for k, v in value.items()}
+            continue
+        out[key] = compact_schema(value, keep_descriptions=keep_descriptions)
+    options = out.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+        other = next(o for o in options if o != {"type": "null"})
+        if isinstance(other, dict) and isinstance(other.get("type"), str) and len(other) <= 4:
+            del out["anyOf"]
+            out.update({**other, "type": [other["type"], "null"]})
+    return out
+
+
+_SKELETON_KEYS = {"type", "enum", "properties", "required", "items", "anyOf", "const", "additionalProperties",
+                  "$ref", "$defs"}
+
+
+def skeleton_schema(node: Any, *, output: bool = False) -> Any:
+    """Only the shape: types, enums, properties, required. Bounds and defaults are enforced by the
+    server, which answers a bad value with the field, what was sent and what is allowed. For output
+    schemas ``required`` goes too: every field of a result is always present."""
+    if isinstance(node, list):
+        return [skeleton_schema(v, output=output) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in compact_schema(node, keep_descriptions=False).items():
+        if key in ("properties", "$defs") and isinstance(value, dict):
+            out[key] = {k: skeleton_schema(v, output=output) for k, v in value.items()}
+        elif key in _SKELETON_KEYS and not (output and key == "required"):
+            out[key] = skeleton_schema(value, output=output)
+    return out
+
+
+def pruned(node: Any, depth: int) -> Any:
+    """Nested objects below ``depth`` levels become ``{"type": "object"}`` (arrays keep their item type)."""
+    if not isinstance(node, dict):
+        return node
+    if depth <= 0 and "properties" in node:
+        return {"type": node.get("type", "object")}  # keeps ["object", "null"] for optional objects
+    out = dict(node)
+    if "properties" in out:
+        out["properties"] = {k: pruned(v, depth - 1) for k, v in out["properties"].items()}
+    if "items" in out:
+        out["items"] = pruned(out["items"], depth)
+    if "anyOf" in out:
+        out["anyOf"] = [pruned(v, depth) for v in out["anyOf"]]
+    return out
+
+
+def output_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """What ``tools/list`` publishes for a result: its shape two levels deep (names carry units)."""
+    result: dict[str, Any] = pruned(skeleton_schema(inline_refs(schema), output=True), 2)
+    return result
+
+
+SPEC_FIELDS = (
+    "model: name (preset, see resource preflight://models) | hf_config (path to config.json) | params_total "
+    "[+ n_layers, hidden_size, n_heads, n_kv_heads, intermediate_size, vocab_size, tied_embeddings]; "
+    "training: method full|lora|qlora, lora_rank, precision bf16|fp16|fp32, master_weights_fp32, "
+    "optimizer adamw|adamw_8bit|sgd|adafactor, seq_len, micro_batch, grad_accum, global_batch, "
+    "activation_checkpointing, offload none|optimizer|optimizer_and_params, num_gpus, "
+    "sharding none|ddp|zero1|zero2|zero3|fsdp, attention sdpa|flash|eager, tuning untuned|normal|well_tuned; "
+    "target: exactly one of target_tokens | target_steps | epochs+dataset_tokens; "
+    "overheads: setup_debug_hours, eval_ckpt_overhead_hours | eval_runtime_s+eval_every_steps, "
+    "disk {model_gb, data_gb, checkpoint_gb, logs_gb, temp_gb}, cheap_dph_total_usd; "
+    "baseline (optional): tokens_per_s, gpu, num_gpus, stack_change none|runtime|major. "
+    "Full schema: resource preflight://schema/run-spec."
+)
+SPEC_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": SPEC_FIELDS,
+    "required": ["model", "training", "target"],
+    "properties": {k: {"type": "object"} for k in ("model", "training", "target", "overheads", "baseline")},
+}
+FULL_SPEC_SCHEMA = compact_schema(inline_schema(RunSpec))
 GPU_SCHEMA: dict[str, Any] = {
     "anyOf": [
-        {"type": "string", "description": 'Catalogue name as Vast spells it, e.g. "H100 SXM", "RTX 4090".'},
-        inline_schema(GpuSpec),
+        {"type": "string"},
+        {"type": "object", "required": ["gpu_ram_gb", "bf16_tflops", "hbm_bw_gbps"],
+         "properties": {k: {"type": "number"} for k in ("gpu_ram_gb", "bf16_tflops", "hbm_bw_gbps", "cpu_ram_gb")}},
     ]
 }
 
 SpecArg = Annotated[
     dict[str, Any],
     WithJsonSchema(SPEC_SCHEMA),
-    Field(description="The run spec: model, training, target, overheads (same as the spec file format)."),
+    Field(description="The run spec, same format as a spec file."),
 ]
 GpuArg = Annotated[
     str | dict[str, Any],
     WithJsonSchema(GPU_SCHEMA),
-    Field(description='A catalogue GPU name ("H100 SXM") or an object with gpu_ram_gb, bf16_tflops, hbm_bw_gbps.'),
+    Field(description='Catalogue name as Vast spells it ("H100 SXM", "RTX 4090"; resource preflight://gpus) '
+          "or an object with gpu_ram_gb, bf16_tflops, hbm_bw_gbps per GPU."),
 ]
 PriceArg = Annotated[
     float | None, Field(default=None, description="Price per hour of the whole machine (Vast dph_total), USD.")

@@ -46,12 +46,17 @@ def test_lora_pays_for_the_frozen_forward_and_backward() -> None:
     assert tp.tokens_per_s_playbook > 30 * (tp.tokens_per_s.base or 0)
 
 
+def test_a100_mfu_is_refined_and_the_playbook_mfu_kept() -> None:
+    tp = estimate_run(spec(), "A100 SXM4").throughput
+    assert tp.mfu_playbook == 0.30 and tp.mfu_assumed == pytest.approx(0.30 * 1.35)
+
+
 def test_activation_checkpointing_recompute_slows_the_estimate() -> None:
     plain = estimate_run(spec(), GPU_100).throughput
     ckpt = estimate_run(spec(activation_checkpointing=True), GPU_100).throughput
     assert ckpt.flops_per_token.hardware == 6 * N_GPT2 + ATTN_GPT2 + 2 * N_GPT2 + ATTN_GPT2 / 3
-    slowdown = (plain.tokens_per_s.base or 0) / (ckpt.tokens_per_s.base or 1)
-    assert 1.2 < slowdown < 1.34
+    # Playbook §4: "often around 20% slower".
+    assert (plain.tokens_per_s.base or 0) / (ckpt.tokens_per_s.base or 1) == pytest.approx(1.2, rel=1e-3)
 
 
 def _baseline(gpu: str, tokens: float = 1000.0, num_gpus: int = 1, stack: str = "none") -> dict[str, object]:
@@ -64,22 +69,26 @@ def test_baseline_scaled_by_hand_3090_to_4090() -> None:
     a, b = lookup_gpu("RTX 4090"), lookup_gpu("RTX 3090")
     assert a is not None and b is not None and a.bf16_tflops and b.bf16_tflops
     fr, br = a.bf16_tflops / b.bf16_tflops, a.hbm_bw_gbps / b.hbm_bw_gbps
-    assert tp.efficiency_factor == 0.7  # Ampere -> Ada: architecture changed
-    assert tp.tokens_per_s.base == pytest.approx(1000 * math.sqrt(fr * br) * 0.7, abs=0.1)
+    # Ampere -> Ada with the same stack: the playbook takes 0.7 ("architecture changed"); the refined
+    # path keeps 0.9 because the geometric scale already carries the hardware change.
+    assert (tp.efficiency_factor, tp.efficiency_factor_playbook) == (0.9, 0.7)
+    assert tp.tokens_per_s.base == pytest.approx(1000 * math.sqrt(fr * br) * 0.9, abs=0.1)
     assert tp.tokens_per_s_playbook == pytest.approx(1000 * min(fr, br) * 0.7, abs=0.1)
     assert tp.method == "baseline_scaled"
 
 
-@pytest.mark.parametrize(("gpu", "num_gpus", "stack", "factor"), [
-    ("A100 PCIE", 1, "none", 0.9),      # same architecture and stack
-    ("A100 PCIE", 1, "runtime", 0.7),   # runtime changed
-    ("H100 SXM", 1, "none", 0.7),       # architecture changed
-    ("A100 PCIE", 2, "none", 0.5),      # first multi-GPU attempt
-    ("A100 PCIE", 1, "major", 0.5),     # major stack change
+@pytest.mark.parametrize(("gpu", "num_gpus", "stack", "factor", "playbook"), [
+    ("A100 PCIE", 1, "none", 0.9, 0.9),      # same architecture and stack
+    ("A100 PCIE", 1, "runtime", 0.7, 0.7),   # runtime changed
+    ("H100 SXM", 1, "none", 0.9, 0.7),       # GPU architecture changed, same stack
+    ("A100 PCIE", 2, "none", 0.5, 0.5),      # first multi-GPU attempt
+    ("A100 PCIE", 1, "major", 0.5, 0.5),     # major stack change
 ])
-def test_efficiency_factor_is_chosen_from_the_inputs(gpu: str, num_gpus: int, stack: str, factor: float) -> None:
+def test_efficiency_factor_is_chosen_from_the_inputs(gpu: str, num_gpus: int, stack: str, factor: float,
+                                                     playbook: float) -> None:
     s = spec(num_gpus=num_gpus) | {"baseline": _baseline("A100 SXM4", stack=stack)}
-    assert estimate_run(s, gpu).throughput.efficiency_factor == factor
+    tp = estimate_run(s, gpu).throughput
+    assert (tp.efficiency_factor, tp.efficiency_factor_playbook) == (factor, playbook)
 
 
 def test_baseline_on_the_same_gpu_scales_by_efficiency_only() -> None:
