@@ -1,0 +1,136 @@
+"""One entry point for a recorded file: detect what it is, parse it, say what was not data.
+
+Why detection rather than asking: an agent handed a log off a rented box often does not know
+(or misremembers) which tool wrote it, and the layouts are distinct enough that counting
+signature lines settles it. ``fmt`` overrides detection; ``regex`` means a user-defined layout.
+
+>>> r = ingest("iter 10: loss 3.2202, time 893.76ms, mfu 16.68%\\nsaving checkpoint")
+>>> r.format, r.samples[0].step, r.skipped_lines
+('nanogpt', 10, 1)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+from ..errors import PreflightError
+from .lines import StreamParser, split_segments, strip_ansi
+from .models import (
+    GPU_FORMATS,
+    LOG_FORMATS,
+    GpuSample,
+    IngestFormat,
+    IngestResult,
+    LogSample,
+)
+from .nvsmi import (
+    DmonParser,
+    QueryCsvParser,
+    looks_like_query_header,
+    normalise_query_column,
+)
+from .trainlog import make_log_parser
+from .trainlog_formats import SIGNATURES
+
+ALL_FORMATS: tuple[IngestFormat, ...] = (*GPU_FORMATS, *LOG_FORMATS)
+DETECT_MAX_SEGMENTS = 5000
+_MAX_PATH_CHARS = 4096
+_SMI_ROW = re.compile(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?\s*,")
+_DMON_HEADER = re.compile(r"^#?\s*(?:gpu|Date\s+Time\s+gpu)\s+(?:pwr|sm|gtemp|temp|mem|fb|mclk|pclk)\b", re.I)
+_DMON_UNITS = re.compile(r"^#\s*(?:YYYYMMDD\s+HH:MM:SS\s+)?Idx\b")
+_QUERY_HINT_FIELDS = ("utilization.", "memory.", "power.", "temperature.", "clocks.", "index", "timestamp")
+
+AnyParser = StreamParser[GpuSample] | StreamParser[LogSample]
+
+
+def _score_line(segment: str, scores: dict[IngestFormat, int]) -> None:
+    text = segment.strip()
+    cells = [c.strip() for c in text.split(",")]
+    if len(cells) > 1 and looks_like_query_header(cells):
+        if any(normalise_query_column(c).startswith(_QUERY_HINT_FIELDS) for c in cells):
+            scores["nvidia_smi_query"] += 1
+        return
+    if _SMI_ROW.match(text):
+        scores["nvidia_smi_query"] += 1
+        return
+    if _DMON_HEADER.match(text) or _DMON_UNITS.match(text):
+        scores["nvidia_smi_dmon"] += 1
+        return
+    for fmt, signature in SIGNATURES.items():
+        if signature.search(text):
+            scores[fmt] += 1
+
+
+def detect_format(text: str) -> IngestFormat | None:
+    """The format with the most signature lines in the first segments; ``None`` when none match.
+
+    Ties go to the earlier entry of :data:`ALL_FORMATS` (nvidia-smi formats first).
+    """
+    scores: dict[IngestFormat, int] = dict.fromkeys(ALL_FORMATS, 0)
+    for count, segment in enumerate(split_segments(text)):
+        if count >= DETECT_MAX_SEGMENTS:
+            break
+        _score_line(strip_ansi(segment), scores)
+    best = max(ALL_FORMATS, key=lambda f: scores[f])
+    return best if scores[best] > 0 else None
+
+
+def make_parser(fmt: str, *, regex: str | None = None, columns: Sequence[str] | None = None) -> AnyParser:
+    """A fresh streaming parser for ``fmt`` (``columns`` names a ``noheader`` CSV's fields)."""
+    if fmt == "nvidia_smi_query":
+        return QueryCsvParser(columns)
+    if fmt == "nvidia_smi_dmon":
+        return DmonParser()
+    if fmt in LOG_FORMATS:
+        return make_log_parser(fmt, regex=regex)
+    raise PreflightError("fmt", fmt, ", ".join(ALL_FORMATS))
+
+
+def read_text(text_or_path: str | os.PathLike[str]) -> str:
+    """The text itself, or a file's contents when given a path (a ``Path`` or a one-line string naming a file)."""
+    if isinstance(text_or_path, os.PathLike):
+        path = Path(text_or_path)
+        if not path.is_file():
+            raise PreflightError("path", str(path), "an existing readable file")
+        return path.read_bytes().decode("utf-8", errors="replace")
+    text = text_or_path
+    if "\n" not in text and len(text) < _MAX_PATH_CHARS and text.strip() and Path(text).is_file():
+        return Path(text).read_bytes().decode("utf-8", errors="replace")
+    return text
+
+
+def ingest(
+    text_or_path: str | os.PathLike[str],
+    *,
+    fmt: str | None = None,
+    regex: str | None = None,
+    columns: Sequence[str] | None = None,
+) -> IngestResult:
+    """Parse a recorded nvidia-smi capture or training log into samples, detecting the format.
+
+    ``fmt`` forces a format (one of :data:`ALL_FORMATS`); ``regex`` (named groups from
+    :data:`~gpu_preflight.tools.telemetry.trainlog.REGEX_GROUPS`) implies ``fmt="regex"``;
+    ``columns`` gives the field order of a ``--format=csv,noheader`` capture.
+    """
+    text = read_text(text_or_path)
+    if regex is not None and fmt not in (None, "regex"):
+        raise PreflightError("fmt", fmt, "'regex' or nothing when a regex is given")
+    chosen: str | None = "regex" if regex is not None else fmt
+    if chosen is None:
+        chosen = detect_format(text)
+    if chosen is None:
+        looks_like_path = "\n" not in text and len(text) < 300
+        hint = "no such file" if looks_like_path else "pass fmt=... or a regex with named groups"
+        raise PreflightError("format", text[:60] if looks_like_path else "(undetected)", ", ".join(ALL_FORMATS), hint)
+    parser = make_parser(chosen, regex=regex, columns=columns)
+    samples = parser.feed_text(text)
+    return IngestResult(
+        format=cast(IngestFormat, chosen),
+        samples=samples,
+        skipped_lines=parser.skipped_lines,
+        duplicate_lines=parser.duplicate_lines,
+    )
