@@ -136,7 +136,7 @@ def estimate_run(
 
     gpu_fit = estimate_gpu_memory(m, t, p_train, g.gpu_ram_gb)
     ckpt_peak = None
-    if not t.activation_checkpointing and gpu_fit.verdict != "pass":
+    if t.activation_checkpointing is not True and gpu_fit.verdict != "pass":
         with_ac = t.model_copy(update={"activation_checkpointing": True})
         ckpt_peak = estimate_gpu_memory(m, with_ac, p_train, g.gpu_ram_gb).nvml_used_gb
 

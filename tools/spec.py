@@ -77,7 +77,17 @@ class TrainingSpec(_Strict):
     micro_batch: PositiveInt = Field(le=1_000_000)
     grad_accum: PositiveInt = Field(default=1, le=1_000_000)
     global_batch: PositiveInt | None = Field(default=None, description="micro_batch * grad_accum * data-parallel GPUs.")
-    activation_checkpointing: bool = False
+    activation_checkpointing: bool | Literal["selective"] = Field(
+        default=False, description="true: full (one input kept per layer); selective: torchtitan-style op-level."
+    )
+    loss: Literal["standard", "chunked", "fused"] = Field(
+        default="standard",
+        description="standard cross-entropy holds fp32 logits; chunked (torchtune) upcasts one chunk at a time; "
+        "fused (Liger, Cut-Cross-Entropy) never materializes the logits.",
+    )
+    optimizer_in_backward: bool = Field(
+        default=False, description="Step each parameter during backward and free its gradient (torchtune)."
+    )
     offload: Offload = "none"
     num_gpus: PositiveInt = Field(default=1, le=4096)
     sharding: Sharding | None = Field(default=None, description="Default: none on 1 GPU, ddp on more.")
@@ -127,6 +137,8 @@ class TrainingSpec(_Strict):
             raise ValueError(f"offload={self.offload} needs sharding zero1/zero2/zero3/fsdp, got {sharding}")
         if self.offload == "optimizer_and_params" and sharding not in ("zero3", "fsdp"):
             raise ValueError(f"offload=optimizer_and_params needs sharding zero3 or fsdp, got {sharding}")
+        if self.optimizer_in_backward and self.grad_accum > 1:
+            raise ValueError("optimizer_in_backward cannot accumulate gradients: set grad_accum to 1")
         if self.num_gpus > 1 and sharding == "none":
             raise ValueError("sharding=none with num_gpus>1; use ddp, zero1, zero2, zero3 or fsdp")
         return self

@@ -92,7 +92,12 @@ def flops_per_token(m: ResolvedModel, t: TrainingSpec, params_trainable: int) ->
     attention = 12.0 * m.n_layers * m.q_dim * t.seq_len
     # LoRA/QLoRA: frozen weights still run forward (2N) and pass gradients to their inputs (2N).
     model = 6.0 * n + attention if t.method == "full" else 4.0 * n + 6.0 * params_trainable + attention
-    recompute = (2.0 * n + attention / 3) if t.activation_checkpointing else 0.0
+    if t.activation_checkpointing == "selective":
+        recompute = 0.1 * (2.0 * n + attention / 3)  # cheap element-wise ops only
+    elif t.activation_checkpointing:
+        recompute = 2.0 * n + attention / 3
+    else:
+        recompute = 0.0
     return FlopsPerToken(model=model, hardware=model + recompute, playbook=6.0 * params_trainable, attention=attention)
 
 
@@ -107,7 +112,7 @@ def cold_estimate(m: ResolvedModel, t: TrainingSpec, gpu: ResolvedGpu, params_tr
     if t.method == "qlora":
         base *= QLORA_DEQUANT_FACTOR
         notes.append("qlora: x0.75 for 4-bit dequantization in every matmul")
-    if t.activation_checkpointing:
+    if t.activation_checkpointing is True:
         base *= CHECKPOINTING_FACTOR
         notes.append(f"activation checkpointing: about 20% slower (playbook §4); recompute adds "
                      f"{fpt.hardware / fpt.model - 1:.0%} FLOPs")
