@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from gpu_preflight.tools.catalogue import ResolvedGpu, from_catalogue, lookup_gpu
+from gpu_preflight.tools.catalogue import ResolvedGpu, TflopsSource, from_catalogue, lookup_gpu
 from gpu_preflight.tools.errors import PreflightError
 from gpu_preflight.tools.estimate import RunEstimate, estimate_run
 from gpu_preflight.tools.memory_host import cpu_verdict
@@ -50,7 +50,7 @@ class OptionRow(BaseModel):
     vram_gb: float = Field(description="Per GPU, GB = 1e9 bytes.")
     cpu_ram_gb: float | None
     tflops: float = Field(description="Dense bf16/fp16 tensor peak used, all the offer's GPUs.")
-    tflops_source: Literal["catalogue", "vast_fp32"]
+    tflops_source: TflopsSource
     hbm_bw_gbps: float
     pred_tokens_per_s: float
     time_hours: Scenarios
