@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers_tmux import TmuxTestServer
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +19,13 @@ def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def tmux_srv() -> Iterator[TmuxTestServer]:
+    """A private tmux server (unique -L socket) for one test module, killed at the end."""
+    srv = TmuxTestServer()
+    try:
+        yield srv
+    finally:
+        srv.kill()

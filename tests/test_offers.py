@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from gpu_preflight.tools.errors import PreflightError
 from gpu_preflight.tools.offers import Offer, age_text, dph_total_for_storage, load_offers
 from gpu_preflight.tools.offers_live import cache_path, resolve_api_key, search_live

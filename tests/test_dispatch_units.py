@@ -1,0 +1,97 @@
+"""Pure pieces of the dispatcher: sanitising, target validation, screen reading (no tmux needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpu_preflight.tools.dispatch.profiles import get_profile
+from gpu_preflight.tools.dispatch.sanitize import sanitize_text, strip_paste_markers
+from gpu_preflight.tools.dispatch.screen import (
+    Needle,
+    TuiProfile,
+    find_composer,
+    shell_input_line,
+    shell_prompt_is_empty,
+    split_at_cell,
+    unstyle_lines,
+)
+from gpu_preflight.tools.dispatch.target import validate_target
+from gpu_preflight.tools.dispatch.tmuxcmd import Tmux
+from gpu_preflight.tools.errors import PreflightError
+
+
+def test_paste_end_sequence_is_always_stripped_even_when_controls_allowed() -> None:
+    text = "a\x1b[201~\rRUN"
+    assert sanitize_text(text, "allow") == "a\nRUN"
+    assert strip_paste_markers("x\x1b[20\x1b[201~1~y") == "xy"  # removal cannot build a new marker
+
+
+def test_control_characters_rejected_by_default_with_a_hint() -> None:
+    with pytest.raises(PreflightError) as info:
+        sanitize_text("echo a\x03b")
+    assert info.value.field == "text"
+    assert "controls='strip'" in info.value.one_line()
+    assert sanitize_text("echo a\x03b\x1b[31mred", "strip") == "echo abred"
+    assert sanitize_text("tab\tand\nnewline\r\nend") == "tab\tand\nnewline\nend"
+
+
+@pytest.mark.parametrize("target", ["%3", "train:0.1", "my-session:editor.2"])
+def test_targets_that_name_one_pane_are_accepted(target: str) -> None:
+    assert validate_target(target) == target
+
+
+@pytest.mark.parametrize("target", ["", "train", "train:0", "-R", "%x", "a b:0.1", 5])
+def test_targets_that_do_not_name_one_pane_are_refused(target: object) -> None:
+    with pytest.raises(PreflightError):
+        validate_target(target)  # type: ignore[arg-type]
+
+
+def test_socket_name_and_path_are_exclusive() -> None:
+    with pytest.raises(PreflightError):
+        Tmux(socket_name="a", socket_path="/tmp/b")
+    assert Tmux(socket_name="x").argv("ls")[1:] == ["-L", "x", "ls"]
+
+
+def test_composer_is_the_last_prompt_line_not_the_echoed_history() -> None:
+    screen = ["> hello (history)", "● ok", "─" * 30, "> draft text", "  continues", "─" * 30, "? for shortcuts"]
+    composer = find_composer(screen, TuiProfile())
+    assert composer is not None
+    assert composer.text == "draft text\n  continues"
+    assert Needle.of("draft text continues").visible_in(composer.text)
+
+
+def test_needle_survives_wrapping_and_checks_the_tail_of_long_text() -> None:
+    text = "x" * 30 + " middle " + "y" * 30
+    needle = Needle.of(text)
+    assert needle.visible_in("xxxxxxxxxxxxxxx\n  xxxxxxxxxxxxxxx middle yyyyyyyyyy\n yyyyyyyyyyyyyyyyyyyy")
+    assert not needle.visible_in("x" * 30 + " middle ")
+
+
+def test_dim_placeholder_is_not_a_draft() -> None:
+    raw = ["\x1b[0m\x1b[39m> \x1b[2mTry \"fix lint errors\"\x1b[22m", "\x1b[90mhint\x1b[39m typed"]
+    plain, typed = unstyle_lines(raw)
+    assert plain == ['> Try "fix lint errors"', "hint typed"]
+    assert typed == [">", " typed"]
+    composer = find_composer(plain[:1], TuiProfile(), typed[:1])
+    assert composer is not None and composer.empty
+
+
+def test_shell_prompt_empty_vs_draft_vs_continuation() -> None:
+    assert shell_prompt_is_empty("$ ", "")
+    assert not shell_prompt_is_empty("$ echo hi", "")
+    assert not shell_prompt_is_empty("$ ", "echo")  # cursor moved left into a draft
+    assert not shell_prompt_is_empty("> ", "")  # bash PS2: an unfinished command is pending
+    assert shell_prompt_is_empty("me@box ~ % ", "")
+    assert shell_prompt_is_empty("fish> ", "", prompt_regex=r"fish> $")
+
+
+def test_cursor_column_counts_wide_characters_twice() -> None:
+    assert split_at_cell("你好$ x", 5) == ("你好$", " x")
+    line, before, after = shell_input_line(["a", "$ ls"], cursor_x=2, cursor_y=1)
+    assert (line, before, after) == ("$ ls", "$ ", "ls")
+
+
+def test_profiles_by_name() -> None:
+    assert get_profile("codex").name == "codex"
+    with pytest.raises(PreflightError):
+        get_profile("nope")

@@ -1,0 +1,59 @@
+"""Confirmed tmux dispatch, gated-launch plumbing and heartbeats (issue 5).
+
+Public API (plain functions and pydantic models; the CLI and MCP layers wrap these):
+
+* :func:`dispatch` -> :class:`DispatchResult`
+* :func:`heartbeat`, :func:`heartbeat_all` -> :class:`Heartbeat`, :class:`HeartbeatReport`
+* :func:`record_run`, :func:`get_run`, :func:`list_runs`, :func:`launch_command` -> :class:`RunRecord`,
+  :class:`LaunchResult`
+* :func:`list_audit` -> :class:`AuditEntry`; :func:`list_pane_infos` -> :class:`PaneInfo`
+"""
+
+from __future__ import annotations
+
+from gpu_preflight.tools.dispatch.audit import AuditEntry, list_audit
+from gpu_preflight.tools.dispatch.dispatcher import dispatch
+from gpu_preflight.tools.dispatch.heartbeat import Heartbeat, HeartbeatReport, heartbeat, heartbeat_all
+from gpu_preflight.tools.dispatch.models import DispatchMode, DispatchResult, DispatchStatus
+from gpu_preflight.tools.dispatch.paneinfo import PaneInfo, list_panes
+from gpu_preflight.tools.dispatch.profiles import PROFILES
+from gpu_preflight.tools.dispatch.runs import LaunchResult, RunRecord, get_run, launch_command, list_runs, record_run
+from gpu_preflight.tools.dispatch.sanitize import sanitize_text
+from gpu_preflight.tools.dispatch.screen import TuiProfile
+from gpu_preflight.tools.dispatch.shell_job import JobRecord, read_job, wait_for_exit
+from gpu_preflight.tools.dispatch.target import make_tmux
+from gpu_preflight.tools.dispatch.tui import TuiTiming
+
+
+def list_pane_infos(socket_name: str | None = None, socket_path: str | None = None) -> list[PaneInfo]:
+    """Every pane of one tmux server (one ``list-panes -a`` call), for a ``list_panes`` tool."""
+    return list_panes(make_tmux(socket_name, socket_path))
+
+
+__all__ = [
+    "PROFILES",
+    "AuditEntry",
+    "DispatchMode",
+    "DispatchResult",
+    "DispatchStatus",
+    "Heartbeat",
+    "HeartbeatReport",
+    "JobRecord",
+    "LaunchResult",
+    "PaneInfo",
+    "RunRecord",
+    "TuiProfile",
+    "TuiTiming",
+    "dispatch",
+    "get_run",
+    "heartbeat",
+    "heartbeat_all",
+    "launch_command",
+    "list_audit",
+    "list_pane_infos",
+    "list_runs",
+    "read_job",
+    "record_run",
+    "sanitize_text",
+    "wait_for_exit",
+]

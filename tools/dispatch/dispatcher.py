@@ -1,0 +1,103 @@
+"""``dispatch()``: the one entry point that validates, pins the pane, locks it, sends and audits.
+
+Why one entry point: every rule (literal text, control characters out, one dispatch per pane,
+an audit row per attempt) must hold for every caller: the MCP tool, the CLI and ``launch_command``.
+Bad input raises :class:`PreflightError` before anything is typed; a pane that cannot safely take
+the text gives a ``refused`` result (audited), never an exception.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from gpu_preflight.tools.dispatch.audit import text_sha256, write_audit
+from gpu_preflight.tools.dispatch.lock import PaneBusy, pane_lock
+from gpu_preflight.tools.dispatch.models import DISPATCH_MODES, DispatchMode, DispatchResult
+from gpu_preflight.tools.dispatch.profiles import get_profile
+from gpu_preflight.tools.dispatch.sanitize import ControlPolicy, sanitize_text
+from gpu_preflight.tools.dispatch.screen import TuiProfile
+from gpu_preflight.tools.dispatch.shell_send import dispatch_shell
+from gpu_preflight.tools.dispatch.target import make_tmux, resolve_pane_id, validate_target
+from gpu_preflight.tools.dispatch.tui import TYPE_MAX_CHARS, Delivery, TuiTiming, dispatch_tui
+from gpu_preflight.tools.errors import PreflightError
+
+MAX_TEXT_BYTES = 1_000_000
+
+
+def _check_choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise PreflightError(field, value, "one of " + ", ".join(allowed))
+
+
+def dispatch(
+    target: str,
+    text: str,
+    mode: DispatchMode = "shell",
+    *,
+    socket_name: str | None = None,
+    socket_path: str | None = None,
+    controls: ControlPolicy = "reject",
+    on_busy: Literal["refuse", "queue"] = "refuse",
+    profile: TuiProfile | str | None = None,
+    delivery: Delivery = "auto",
+    cancel_mode: bool = False,
+    prompt_regex: str | None = None,
+    lock_timeout_s: float = 30.0,
+    start_timeout_s: float = 3.0,
+    max_enter_retries: int = 3,
+    tmux_timeout_s: float | None = None,
+    timing: TuiTiming | None = None,
+    audit: bool = True,
+) -> DispatchResult:
+    """Send ``text`` to the pane ``target`` and prove it was submitted.
+
+    ``mode="shell"``: ``text`` is a shell command, run as a wrapped job (confirmed by its start
+    record). ``mode="tui"``: ``text`` is a prompt for an agent TUI (confirmed when it leaves the
+    input line). ``socket_name``/``socket_path`` pick the tmux server like ``-L``/``-S``.
+    """
+    started_s = time.monotonic()
+    target = validate_target(target)
+    _check_choice("mode", mode, DISPATCH_MODES)
+    _check_choice("on_busy", on_busy, ("refuse", "queue"))
+    _check_choice("delivery", delivery, ("auto", "paste", "type"))
+    if not 0 <= max_enter_retries <= 3:
+        raise PreflightError("max_enter_retries", max_enter_retries, "0 to 3")
+    if lock_timeout_s < 0 or start_timeout_s <= 0:
+        raise PreflightError("timeouts", (lock_timeout_s, start_timeout_s), "lock >= 0 s, start > 0 s")
+    clean = sanitize_text(text, controls)
+    if not clean.strip():
+        raise PreflightError("text", text, "non-empty text")
+    if len(clean.encode("utf-8")) > MAX_TEXT_BYTES:
+        raise PreflightError("text", f"{len(clean.encode())} bytes", f"at most {MAX_TEXT_BYTES} bytes")
+    body = clean.rstrip("\n")
+    if mode == "tui" and delivery == "type" and ("\n" in body or body.endswith(";") or len(body) > TYPE_MAX_CHARS):
+        raise PreflightError("delivery", delivery, "'auto' or 'paste' for multi-line text, text ending in ';' or "
+                             f"over {TYPE_MAX_CHARS} characters (send-keys would mangle it)")
+    tui_profile = get_profile(profile)
+    tmux = make_tmux(socket_name, socket_path, tmux_timeout_s)
+    pane_id = resolve_pane_id(tmux, target)
+    if pane_id is None:
+        result = DispatchResult(status="refused", reason="pane not found (killed, or wrong server/socket)",
+                                target=target, mode=mode)
+    else:
+        try:
+            with pane_lock(tmux.key, pane_id, lock_timeout_s) as waited_s:
+                if mode == "shell":
+                    result = dispatch_shell(tmux, pane_id, clean, target=target, started_s=started_s,
+                                            start_timeout_s=start_timeout_s, max_enter_retries=max_enter_retries,
+                                            cancel_mode=cancel_mode, prompt_regex=prompt_regex)
+                else:
+                    tui_timing = timing or TuiTiming(max_enter_retries=max_enter_retries)
+                    result = dispatch_tui(tmux, pane_id, clean, target=target, started_s=started_s,
+                                          profile=tui_profile, delivery=delivery, on_busy=on_busy,
+                                          cancel_mode=cancel_mode, timing=tui_timing)
+                result.timings_ms["lock_wait"] = round(waited_s * 1000.0, 2)
+        except PaneBusy as exc:
+            result = DispatchResult(status="refused", reason=str(exc), target=target, pane_id=pane_id, mode=mode)
+    result.text_sha256 = text_sha256(clean)
+    if not result.latency_ms:
+        result.latency_ms = round((time.monotonic() - started_s) * 1000.0, 2)
+    if audit:
+        result.audit_id = write_audit(result, text=clean, server_key=tmux.key)
+    return result

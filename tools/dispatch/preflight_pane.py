@@ -1,0 +1,153 @@
+"""Look before typing: refuse (with the reason) rather than type into the wrong place.
+
+Why: every measured way a dispatch goes silently wrong starts with a pane that cannot take the
+keys (copy mode swallows them, ``select-pane -d`` drops them, synchronize-panes copies them to
+every pane), a program that is not the one we think (a busy job reading our "command" as its
+input), or an input line that already holds someone else's text (our Enter would submit their
+draft). Each check below names one of those.
+"""
+
+from __future__ import annotations
+
+import os
+import termios
+import time
+from dataclasses import dataclass, field
+
+from gpu_preflight.tools.dispatch.paneinfo import PaneInfo, fetch_pane
+from gpu_preflight.tools.dispatch.screen import (
+    Composer,
+    TuiProfile,
+    find_composer,
+    matches,
+    near_composer,
+    shell_input_line,
+    shell_prompt_is_empty,
+    unstyle_lines,
+)
+from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, TmuxError
+
+CANONICAL_LINE_MAX_BYTES = 4095
+"""A cooked-mode tty keeps at most 4095 bytes of one line and silently drops the rest."""
+
+
+@dataclass
+class Preflight:
+    """Outcome of a preflight: ``refusal`` is None when typing is safe."""
+
+    pane: PaneInfo | None
+    refusal: str | None = None
+    lines: list[str] = field(default_factory=list)
+    composer: Composer | None = None
+    busy: bool = False
+
+
+def _common(tmux: Tmux, pane: PaneInfo | None, cancel_mode: bool) -> tuple[PaneInfo | None, str | None]:
+    if pane is None:
+        return None, "pane not found (killed, or wrong server/socket)"
+    if pane.dead:
+        return pane, "pane is dead: its program exited (remain-on-exit keeps it on screen)"
+    if pane.in_mode:
+        if not cancel_mode:
+            return pane, f"pane is in {pane.mode or 'a mode'}: keys would go to the mode, not the program"
+        tmux.run("send-keys", "-t", pane.pane_id, "-X", "cancel")
+        pane = fetch_pane(tmux, pane.pane_id)
+        if pane is None or pane.in_mode:
+            return pane, "pane is still in a mode after cancelling it"
+    if pane.input_off:
+        return pane, "input is disabled on this pane (select-pane -d)"
+    if pane.synchronized:
+        return pane, "synchronize-panes is on: keys would be typed into every pane of the window"
+    return pane, None
+
+
+def preflight_shell(tmux: Tmux, pane_id: str, *, cancel_mode: bool = False,
+                    prompt_regex: str | None = None) -> Preflight:
+    """A shell owns the terminal and sits at an EMPTY prompt."""
+    pane, refusal = _common(tmux, fetch_pane(tmux, pane_id), cancel_mode)
+    if pane is None or refusal:
+        return Preflight(pane=pane, refusal=refusal)
+    if not pane.shell_in_foreground:
+        what = pane.current_command or "?"
+        return Preflight(
+            pane=pane,
+            refusal=f"the shell is not at its prompt: {what} runs in the foreground "
+            f"(foreground pgid {pane.foreground_pgid}, shell pid {pane.pane_pid})",
+        )
+    try:
+        lines = tmux.capture(pane.pane_id)
+    except TmuxError:
+        return Preflight(pane=pane, refusal="pane vanished during preflight")
+    line, before, after = shell_input_line(lines, pane.cursor_x, pane.cursor_y)
+    if not shell_prompt_is_empty(before, after, prompt_regex):
+        return Preflight(
+            pane=pane, lines=lines,
+            refusal=f"the input line is not an empty prompt (someone's draft or an unfinished command): {line!r}",
+        )
+    return Preflight(pane=pane, lines=lines)
+
+
+def canonical_mode(tty_path: str) -> bool | None:
+    """Whether the pane's terminal is in cooked (canonical) mode; None if we cannot tell."""
+    try:
+        fd = os.open(tty_path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        return bool(termios.tcgetattr(fd)[3] & termios.ICANON)
+    except termios.error:
+        return None
+    finally:
+        os.close(fd)
+
+
+def preflight_tui(tmux: Tmux, pane_id: str, *, text: str, profile: TuiProfile, on_busy: str = "refuse",
+                  ready_timeout_s: float = 5.0, cancel_mode: bool = False, poll_s: float = 0.02) -> Preflight:
+    """An agent TUI owns the terminal, shows an empty composer, no dialog, and is idle (or we queue).
+
+    Waits up to ``ready_timeout_s`` for the composer to appear: input sent before an app has
+    finished starting is discarded, so an app still booting is waited for, not typed at.
+    """
+    pane, refusal = _common(tmux, fetch_pane(tmux, pane_id), cancel_mode)
+    if pane is None or refusal:
+        return Preflight(pane=pane, refusal=refusal)
+    longest = max((len(line.encode()) for line in text.split("\n")), default=0)
+    if longest > CANONICAL_LINE_MAX_BYTES and canonical_mode(pane.tty):
+        return Preflight(
+            pane=pane,
+            refusal=f"the program reads a cooked-mode tty, which truncates a line at {CANONICAL_LINE_MAX_BYTES} "
+            f"bytes; the longest line is {longest} bytes",
+        )
+    deadline = time.monotonic() + ready_timeout_s
+    while True:
+        try:
+            lines, typed = unstyle_lines(tmux.capture(pane.pane_id, escapes=True))
+        except TmuxError:
+            return Preflight(pane=pane, refusal="pane vanished during preflight")
+        composer = find_composer(lines, profile, typed)
+        dialog = matches(profile.dialog_regex, near_composer(lines, composer))
+        if dialog is not None:
+            return Preflight(pane=pane, lines=lines, refusal=f"a dialog is open: {dialog.strip()!r}")
+        if composer is not None and not composer.empty:
+            return Preflight(
+                pane=pane, lines=lines, composer=composer,
+                refusal=f"the input line already holds text we did not type: {composer.text[:80]!r}",
+            )
+        if composer is not None and not pane.shell_in_foreground:
+            break
+        if time.monotonic() >= deadline:
+            if pane.shell_in_foreground:
+                return Preflight(pane=pane, lines=lines,
+                                 refusal=f"pane runs an idle shell ({pane.current_command}); use mode='shell'")
+            return Preflight(
+                pane=pane, lines=lines,
+                refusal=f"no input line found after {ready_timeout_s:g} s (app still starting, or profile "
+                f"{profile.name!r} does not fit {pane.current_command!r})",
+            )
+        time.sleep(poll_s)
+        pane = fetch_pane(tmux, pane_id) or pane
+    busy_line = matches(profile.busy_regex, lines)
+    if busy_line is not None and on_busy == "refuse":
+        return Preflight(pane=pane, lines=lines, composer=composer,
+                         refusal=f"the agent is busy ({busy_line.strip()!r}); pass on_busy='queue' to queue")
+    return Preflight(pane=pane, lines=lines, composer=composer, busy=busy_line is not None)

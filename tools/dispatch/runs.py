@@ -1,0 +1,169 @@
+"""Runs: what was launched where, so a heartbeat can later say whether it still runs.
+
+Why record runs: "is training still running?" was asked over and over in the sessions this
+project learned from. A run row keeps the pane, the wrapper's job id and pid, the log path and
+the throughput the estimate predicted, so ``heartbeat(run_id)`` can compare reality with the
+plan. ``launch_command`` takes an optional ``gate`` callable that is called first and refuses by
+raising; the lead's checklist gate plugs in there.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from gpu_preflight.tools.db import transaction
+from gpu_preflight.tools.dispatch.dispatcher import dispatch
+from gpu_preflight.tools.dispatch.models import DispatchResult
+from gpu_preflight.tools.dispatch.schema import open_db
+from gpu_preflight.tools.dispatch.target import validate_target
+from gpu_preflight.tools.errors import PreflightError
+
+RunKind = Literal["probe", "full"]
+RUN_KINDS: tuple[RunKind, ...] = ("probe", "full")
+
+
+class RunRecord(BaseModel):
+    """One launched run."""
+
+    run_id: str
+    created_at: str
+    target: str
+    pane_id: str | None = None
+    socket_name: str | None = None
+    socket_path: str | None = None
+    command: str
+    kind: RunKind
+    job_id: str | None = Field(default=None, description="the wrapper's job id (start/exit records)")
+    pid: int | None = Field(default=None, description="the wrapper's pid from its start record")
+    started_at_epoch_s: float | None = None
+    log_path: str | None = None
+    predicted_tokens_per_s: float | None = None
+    cap_steps: int | None = Field(default=None, description="probe runs: step cap of the run-calibrated policy")
+    cap_seconds: float | None = Field(default=None, description="probe runs: time cap of the policy")
+    checklist_id: str | None = None
+    override_reason: str | None = None
+    dispatch_status: str | None = None
+    audit_id: int | None = None
+
+
+class LaunchResult(BaseModel):
+    """The dispatch of a launch, and the run it recorded (None when nothing started)."""
+
+    dispatch: DispatchResult
+    run: RunRecord | None = None
+
+
+def _new_run_id() -> str:
+    return "r" + secrets.token_hex(6)
+
+
+def record_run(
+    target: str,
+    command: str,
+    *,
+    kind: RunKind,
+    pane_id: str | None = None,
+    socket_name: str | None = None,
+    socket_path: str | None = None,
+    job_id: str | None = None,
+    pid: int | None = None,
+    started_at_epoch_s: float | None = None,
+    log_path: str | None = None,
+    predicted_tokens_per_s: float | None = None,
+    cap_steps: int | None = None,
+    cap_seconds: float | None = None,
+    checklist_id: str | None = None,
+    override_reason: str | None = None,
+    dispatch_status: str | None = None,
+    audit_id: int | None = None,
+) -> RunRecord:
+    """Store a run and return it (with its new ``run_id``)."""
+    if kind not in RUN_KINDS:
+        raise PreflightError("kind", kind, "probe or full")
+    if predicted_tokens_per_s is not None and not predicted_tokens_per_s > 0:
+        raise PreflightError("predicted_tokens_per_s", predicted_tokens_per_s, "a positive number or None")
+    record = RunRecord(
+        run_id=_new_run_id(), created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        target=validate_target(target), pane_id=pane_id, socket_name=socket_name, socket_path=socket_path,
+        command=command, kind=kind, job_id=job_id, pid=pid, started_at_epoch_s=started_at_epoch_s,
+        log_path=log_path, predicted_tokens_per_s=predicted_tokens_per_s, cap_steps=cap_steps,
+        cap_seconds=cap_seconds, checklist_id=checklist_id, override_reason=override_reason,
+        dispatch_status=dispatch_status, audit_id=audit_id,
+    )
+    data = record.model_dump()
+    columns = ", ".join(data)
+    conn = open_db()
+    try:
+        with transaction(conn):
+            conn.execute(f"INSERT INTO dispatch_runs ({columns}) VALUES ({', '.join('?' * len(data))})",
+                         tuple(data.values()))
+    finally:
+        conn.close()
+    return record
+
+
+def get_run(run_id: str) -> RunRecord:
+    """The run ``run_id``; raises :class:`PreflightError` when there is none."""
+    conn = open_db()
+    try:
+        row = conn.execute("SELECT * FROM dispatch_runs WHERE run_id = ?", (run_id,)).fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        raise PreflightError("run_id", run_id, "the id of a recorded run (see list_runs)")
+    return RunRecord(**dict(row))
+
+
+def list_runs(limit: int = 100) -> list[RunRecord]:
+    """The newest ``limit`` runs, newest first."""
+    conn = open_db()
+    try:
+        rows = conn.execute("SELECT * FROM dispatch_runs ORDER BY created_at DESC LIMIT ?", (int(limit),)).fetchall()
+    finally:
+        conn.close()
+    return [RunRecord(**dict(row)) for row in rows]
+
+
+def launch_command(
+    target: str,
+    command: str,
+    *,
+    kind: RunKind,
+    log_path: str | None = None,
+    predicted_tokens_per_s: float | None = None,
+    cap_steps: int | None = None,
+    cap_seconds: float | None = None,
+    socket_name: str | None = None,
+    socket_path: str | None = None,
+    gate: Callable[[], None] | None = None,
+    checklist_id: str | None = None,
+    override_reason: str | None = None,
+    **dispatch_options: Any,
+) -> LaunchResult:
+    """Call ``gate()`` (it refuses by raising), dispatch ``command`` as a shell job, record the run.
+
+    A run is recorded when the job was confirmed started (``submitted``) and also when the
+    dispatch is ``unconfirmed`` (the keys went out; the job may still start, and the heartbeat
+    will find its start record by job id). Refused or lost dispatches record nothing.
+    """
+    if kind not in RUN_KINDS:
+        raise PreflightError("kind", kind, "probe or full")
+    if gate is not None:
+        gate()
+    result = dispatch(target, command, "shell", socket_name=socket_name, socket_path=socket_path,
+                      **dispatch_options)
+    if result.status not in {"submitted", "unconfirmed"}:
+        return LaunchResult(dispatch=result)
+    run = record_run(
+        target, command, kind=kind, pane_id=result.pane_id, socket_name=socket_name, socket_path=socket_path,
+        job_id=result.job_id, pid=result.pid, started_at_epoch_s=result.started_at_epoch_s, log_path=log_path,
+        predicted_tokens_per_s=predicted_tokens_per_s, cap_steps=cap_steps, cap_seconds=cap_seconds,
+        checklist_id=checklist_id, override_reason=override_reason, dispatch_status=result.status,
+        audit_id=result.audit_id,
+    )
+    return LaunchResult(dispatch=result, run=run)

@@ -1,0 +1,229 @@
+"""Reading a captured screen: the shell's input line and an agent's composer.
+
+Why text matching and not "did the screen change": typing our own text changes the screen, so a
+change proves nothing. Delivery is proven only by *our* text appearing in the input line (echo)
+and submission only by it *leaving* the input line. Comparisons drop all whitespace, because TUIs
+wrap long input at their own width and re-indent continuation lines.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field
+
+_WS = re.compile(r"\s+")
+NEEDLE_CHARS = 40
+
+
+class TuiProfile(BaseModel):
+    """How one agent TUI draws its input line; the defaults fit Claude Code, Codex and Gemini CLI."""
+
+    name: str = "generic"
+    prompt_regex: str = Field(
+        default=r"^\s*[│┃|]?\s*(?:>|\u276f|\u203a|\*)(?: |$)",
+        description="start of the composer's first line (the prompt glyph)",
+    )
+    divider_regex: str = Field(default=r"^\s*[─━═╌╍-]{8,}\s*$", description="line that ends the composer")
+    frame_chars: str = Field(default="│┃╭╮╰╯", description="box characters drawn around the composer")
+    busy_regex: str | None = Field(
+        default=r"esc to interrupt|ctrl\+c to interrupt|esc to cancel",
+        description="marker the agent shows while it works",
+    )
+    queued_regex: str | None = Field(default=r"queued message|[Qq]ueued", description="message-queued marker")
+    dialog_regex: str | None = Field(
+        default=r"\(y/n\)|\[y/N\]|\[Y/n\]|Do you want to proceed|Do you trust|Allow this",
+        description="an open question or permission dialog: never type into it",
+    )
+    paste_marker_regex: str = Field(default=r"\[Pasted text #\d+[^\]]*\]", description="placeholder for big pastes")
+    require_busy_marker: bool = Field(default=False, description="confirm only once the busy marker appeared")
+    bracketed_paste: bool | None = Field(
+        default=None, description="app frames pastes; None = unknown (add the typed-text quiet margin)"
+    )
+
+
+def compact(text: str) -> str:
+    """``text`` without any whitespace: robust to wrapping and re-indentation."""
+    return _WS.sub("", text)
+
+
+@dataclass(frozen=True)
+class Needle:
+    """What identifies our text on screen: its compacted head and, for long text, tail."""
+
+    full: str
+    head: str
+    tail: str
+
+    @classmethod
+    def of(cls, text: str) -> Needle:
+        full = compact(text)
+        head = full[:NEEDLE_CHARS]
+        tail = full[-NEEDLE_CHARS // 2 :] if len(full) > NEEDLE_CHARS else ""
+        return cls(full=full, head=head, tail=tail)
+
+    def visible_in(self, screen_text: str) -> bool:
+        """Head (and tail, when the text is long) appear in ``screen_text``."""
+        body = compact(screen_text)
+        return bool(self.head) and self.head in body and (not self.tail or self.tail in body)
+
+    def tail_visible_in(self, screen_text: str) -> bool:
+        """The end of a long text is drawn: it all arrived, even if the composer scrolled its head away."""
+        return bool(self.tail) and self.tail in compact(screen_text)
+
+    def any_part_in(self, screen_text: str) -> bool:
+        """Head or tail appears: used to decide that our text has NOT left the input line yet."""
+        body = compact(screen_text)
+        return (bool(self.head) and self.head in body) or (bool(self.tail) and self.tail in body)
+
+
+@dataclass(frozen=True)
+class Composer:
+    """The composer region of an agent screen: its text (prompt glyph removed) and line numbers."""
+
+    text: str
+    first_line: int
+    last_line: int
+
+    @property
+    def empty(self) -> bool:
+        return compact(self.text) == ""
+
+
+_ESCAPE = re.compile(r"\x1b\[([0-9;:?]*)([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b.")
+
+
+def _ghost_after(params: str, ghost: bool) -> bool:
+    """Faint (SGR 2) or bright-black text is a placeholder or suggestion, not typed input."""
+    codes = [int(part) if part.isdigit() else 0 for part in re.split(r"[;:]", params)] if params else [0]
+    index = 0
+    while index < len(codes):
+        code = codes[index]
+        if code in (2, 90):
+            ghost = True
+        elif code in (0, 22, 39):
+            ghost = False
+        elif code in (38, 48):
+            if code == 38:
+                ghost = len(codes) > index + 2 and codes[index + 1] == 5 and codes[index + 2] == 8
+            index += 2 if len(codes) > index + 1 and codes[index + 1] == 5 else 4
+        elif 30 <= code <= 37 or 91 <= code <= 97:
+            ghost = False
+        index += 1
+    return ghost
+
+
+def unstyle(line: str) -> tuple[str, str]:
+    """(plain text, text without ghost segments) of one ``capture-pane -e`` line.
+
+    Agents draw a dim placeholder in an empty composer (``Try "fix lint errors"``) and dim
+    autosuggestions after the cursor; counting those as someone's draft would refuse every send.
+    """
+    plain: list[str] = []
+    typed: list[str] = []
+    ghost = False
+    position = 0
+    for match in _ESCAPE.finditer(line):
+        chunk = line[position : match.start()]
+        plain.append(chunk)
+        if not ghost:
+            typed.append(chunk)
+        if match.group(2) == "m":
+            ghost = _ghost_after(match.group(1) or "", ghost)
+        position = match.end()
+    chunk = line[position:]
+    plain.append(chunk)
+    if not ghost:
+        typed.append(chunk)
+    return "".join(plain).rstrip(), "".join(typed).rstrip()
+
+
+def unstyle_lines(lines: list[str]) -> tuple[list[str], list[str]]:
+    pairs = [unstyle(line) for line in lines]
+    return [plain for plain, _ in pairs], [typed for _, typed in pairs]
+
+
+def find_composer(lines: list[str], profile: TuiProfile, typed_lines: list[str] | None = None) -> Composer | None:
+    """The LAST line matching the prompt glyph, plus its continuation lines up to a divider.
+
+    Last, because agents echo submitted prompts into the history with the same glyph (``> hi``);
+    the live composer is the one nearest the bottom. With ``typed_lines`` (ghost text removed,
+    same line numbers) the composer's text is read from those.
+    """
+    prompt = re.compile(profile.prompt_regex)
+    divider = re.compile(profile.divider_regex)
+    start = next((i for i in range(len(lines) - 1, -1, -1) if prompt.match(lines[i])), None)
+    if start is None:
+        return None
+    end = start
+    while end + 1 < len(lines) and not divider.match(lines[end + 1]):
+        end += 1
+    source = typed_lines if typed_lines is not None and len(typed_lines) == len(lines) else lines
+    body = [prompt.sub("", source[start], count=1), *source[start + 1 : end + 1]]
+    strip = str.maketrans("", "", profile.frame_chars)
+    text = "\n".join(line.translate(strip).rstrip() for line in body).strip("\n")
+    return Composer(text=text, first_line=start, last_line=end)
+
+
+def near_composer(lines: list[str], composer: Composer | None, above: int = 2) -> list[str]:
+    """The composer, the few lines just above it and everything below: where a dialog or a
+    queued-message note would be drawn. History further up is not looked at."""
+    if composer is None:
+        return lines
+    return lines[max(0, composer.first_line - above) :]
+
+
+def count_markers(text: str, pattern: str) -> int:
+    return len(re.findall(pattern, text))
+
+
+def matches(pattern: str | None, lines: list[str]) -> str | None:
+    """The first line matching ``pattern`` (None when no pattern or no match)."""
+    if not pattern:
+        return None
+    regex = re.compile(pattern)
+    return next((line for line in lines if regex.search(line)), None)
+
+
+def _cell_width(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in {"W", "F"} else 1
+
+
+def split_at_cell(line: str, cell: int) -> tuple[str, str]:
+    """Split ``line`` at terminal column ``cell`` (wide characters take two columns)."""
+    used = 0
+    for index, char in enumerate(line):
+        if used >= cell:
+            return line[:index], line[index:]
+        used += _cell_width(char)
+    return line, ""
+
+
+SHELL_PROMPT_ENDS = "$#%>\u276f»➜λ"
+
+
+def shell_input_line(lines: list[str], cursor_x: int, cursor_y: int) -> tuple[str, str, str]:
+    """(line, before_cursor, after_cursor) of the shell's cursor line."""
+    line = lines[cursor_y] if 0 <= cursor_y < len(lines) else ""
+    before, after = split_at_cell(line, cursor_x)
+    return line, before, after
+
+
+def shell_prompt_is_empty(before: str, after: str, prompt_regex: str | None = None) -> bool:
+    """Whether the cursor sits right after a prompt with nothing typed.
+
+    Default rule: text before the cursor ends in a usual prompt character (``$ # % > \u276f » ➜ λ``),
+    nothing after it, and it is not a bare ``>`` (bash's PS2: an unfinished command is pending).
+    ``prompt_regex`` replaces the rule for unusual prompts (it must match the text before the
+    cursor).
+    """
+    if after.strip():
+        return False
+    if prompt_regex is not None:
+        return re.search(prompt_regex, before) is not None
+    head = before.rstrip()
+    return bool(head) and head[-1] in SHELL_PROMPT_ENDS and head != ">"
