@@ -7,6 +7,7 @@ only assembles them, so a new capability never edits another's wiring.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 
 from mcp.server import MCPServer
@@ -48,12 +49,18 @@ def create_server() -> MCPServer:
 
 
 def _compact_output_schemas(mcp: MCPServer) -> None:
-    """Output schemas reduced to their shape: field names carry units; results are validated
-    against the pydantic models, not these schemas, so trimming them changes nothing but size."""
-    from gpu_preflight.server.schemas import output_schema
+    """Input schemas without titles or bounds; output schemas reduced to their top-level shape.
+
+    ``tools/list`` is read on every session (goal < 24 KB). Arguments and results are validated
+    against the pydantic models, not these schemas, so trimming them changes nothing but size.
+    """
+    from gpu_preflight.server.schemas import compact_schema, output_schema
 
     # The SDK offers no public hook to rewrite a registered tool's output schema.
     for tool in mcp._tool_manager.list_tools():
+        tool.description = inspect.cleandoc(tool.description or "")
+        # Bounds stay enforced by the argument models; the error names the field and what is allowed.
+        tool.parameters = compact_schema(tool.parameters, keep_bounds=False)
         meta = tool.fn_metadata
         if meta.output_schema is not None:
             meta.output_schema = output_schema(meta.output_schema)

@@ -43,34 +43,42 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def compact_schema(node: Any, *, keep_descriptions: bool = True) -> Any:
+_BOUNDS = {"maxLength", "minLength", "maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum", "pattern"}
+
+
+def compact_schema(node: Any, *, keep_descriptions: bool = True, keep_bounds: bool = True) -> Any:
     """Drop what an agent does not need from a JSON schema: titles, null defaults, ``anyOf`` with null.
 
     ``tools/list`` is read by the model on every session; pydantic's schemas repeat a title for every
     property and spell optional as ``anyOf: [X, null]``. Property *names* called ``title`` are kept.
     """
     if isinstance(node, list):
-        return [compact_schema(v, keep_descriptions=keep_descriptions) for v in node]
+        return [compact_schema(v, keep_descriptions=keep_descriptions, keep_bounds=keep_bounds) for v in node]
     if not isinstance(node, dict):
         return node
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key == "title" and isinstance(value, str):
             continue
+        if key in _BOUNDS and not keep_bounds and not isinstance(value, dict):
+            continue
         if key == "default" and value is None:
             continue
         if key == "description" and not keep_descriptions:
             continue
         if key == "properties" and isinstance(value, dict):
-            out[key] = {k: compact_schema(v, keep_descriptions=keep_descriptions) for k, v in value.items()}
+            out[key] = {k: compact_schema(v, keep_descriptions=keep_descriptions, keep_bounds=keep_bounds)
+                        for k, v in value.items()}
             continue
-        out[key] = compact_schema(value, keep_descriptions=keep_descriptions)
+        out[key] = compact_schema(value, keep_descriptions=keep_descriptions, keep_bounds=keep_bounds)
     options = out.get("anyOf")
     if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
         other = next(o for o in options if o != {"type": "null"})
         if isinstance(other, dict) and isinstance(other.get("type"), str) and len(other) <= 4:
             del out["anyOf"]
             out.update({**other, "type": [other["type"], "null"]})
+            if isinstance(other.get("enum"), list):
+                out["enum"] = [*other["enum"], None]  # an enum of the type must still admit the null
     return out
 
 
@@ -112,24 +120,16 @@ def pruned(node: Any, depth: int) -> Any:
 
 
 def output_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """What ``tools/list`` publishes for a result: its shape two levels deep (names carry units)."""
-    result: dict[str, Any] = pruned(skeleton_schema(inline_refs(schema), output=True), 2)
+    """What ``tools/list`` publishes for a result: its top-level fields and their types (names carry units)."""
+    result: dict[str, Any] = pruned(skeleton_schema(inline_refs(schema), output=True), 1)
     return result
 
 
 SPEC_FIELDS = (
-    "model: name (preset, see resource preflight://models) | hf_config (path to config.json) | params_total "
-    "[+ n_layers, hidden_size, n_heads, n_kv_heads, intermediate_size, vocab_size, tied_embeddings]; "
-    "training: method full|lora|qlora, lora_rank, precision bf16|fp16|fp32, master_weights_fp32, "
-    "optimizer adamw|adamw_8bit|sgd|adafactor, seq_len, micro_batch, grad_accum, global_batch, "
-    "activation_checkpointing true|false|selective, loss standard|chunked|fused, optimizer_in_backward, "
-    "offload none|optimizer|optimizer_and_params, num_gpus, "
-    "sharding none|ddp|zero1|zero2|zero3|fsdp, attention sdpa|flash|eager, tuning untuned|normal|well_tuned; "
-    "target: exactly one of target_tokens | target_steps | epochs+dataset_tokens; "
-    "overheads: setup_debug_hours, eval_ckpt_overhead_hours | eval_runtime_s+eval_every_steps, "
-    "disk {model_gb, data_gb, checkpoint_gb, logs_gb, temp_gb}, cheap_dph_total_usd; "
-    "baseline (optional): tokens_per_s, gpu, num_gpus, stack_change none|runtime|major. "
-    "Full schema: resource preflight://schema/run-spec."
+    "Run spec, same as a spec file: model (preset name | hf_config path | params_total + shape), training "
+    "(method full|lora|qlora, lora_rank, precision, optimizer, seq_len, micro_batch, grad_accum, num_gpus, sharding, "
+    "activation_checkpointing, offload, ...), target (one of target_tokens | target_steps | epochs+dataset_tokens), "
+    "overheads (setup_debug_hours, ...), baseline?. Every field: resource preflight://schema/run-spec."
 )
 SPEC_SCHEMA: dict[str, Any] = {
     "type": "object",

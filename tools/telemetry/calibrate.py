@@ -1,0 +1,410 @@
+"""Calibrate from a probe and decide keep / switch / kill (run-calibrated.md stages B-D).
+
+Why this exists: a pre-estimate is a guess; a 20-100 step probe on the real box is a measurement.
+From the probe's median step time (or tokens/s) the rest of the run is re-estimated in the
+playbook's three scenarios, the setup/debug tax is recomputed with the setup time actually spent,
+and the same measurement is scaled to other offers (the baseline-scaled method, with the probe as
+the baseline), so "would another machine finish materially sooner or cheaper" is answered with
+numbers that include moving there.
+
+Stage C, exactly as written (``step_s`` is steps per second; scenarios scale the *rate*)::
+
+    train_hours = target_steps / (step_s * factor * 3600)     factor 1.2 / 1.0 / 0.6
+    wall_hours  = setup_debug_hours + train_hours + eval_overhead_hours
+    cost_usd    = wall_hours * dph_total
+
+Stage D: ``setup_debug_tax = setup_debug_hours / wall_hours`` (base); above 25% expensive hardware
+is not justified yet, so switching to a pricier $/h is ruled out until the run path is stable.
+
+Decision rules, first match wins:
+
+1. ``kill`` when a trigger fired (the assessment's sustained triggers, or the probe's own GPU
+   utilization under 60%): pause, reclassify the bottleneck, change one variable, relaunch.
+2. ``switch`` when another offer, including migration (setting up again + ``migration_hours``,
+   billed at that offer's price), is at least ``SWITCH_MIN_GAIN`` (20%) better on the chosen
+   priority; with ``balanced`` priority the other measure may be at most ``SWITCH_MAX_LOSS`` (10%)
+   worse.
+3. ``keep`` otherwise: on track, nothing materially better.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..costing import TAX_LIMIT, eval_overhead_hours, target_tokens
+from ..errors import PreflightError, from_validation_error
+from ..offers import OfferSet
+from ..spec import BaselineSpec, RunSpec, parse_spec
+from ..throughput import SCENARIO_FACTORS, Scenarios
+from .assess import Assessment
+from .triggers import TriggerResult
+
+Priority = Literal["balanced", "cost", "time"]
+DecisionName = Literal["keep", "switch", "kill"]
+SWITCH_MIN_GAIN = 0.20
+SWITCH_MAX_LOSS = 0.10
+PROBE_LOW_UTIL_PCT = 60.0
+PROBE_HIGH_VRAM_FRAC = 0.92
+MAX_OPTIONS_SHOWN = 5
+MAX_BASELINE_TOKENS_PER_S = 1e12  # BaselineSpec's bound
+SCENARIOS = ("optimistic", "base", "pessimistic")
+
+
+class Probe(BaseModel):
+    """Stage B: what a probe measured on the real instance (units in every name)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    gpu: str = Field(min_length=1, max_length=100, description="Catalogue name of the GPU the probe ran on.")
+    num_gpus: int | None = Field(default=None, ge=1, le=4096, description="Default: the spec's num_gpus.")
+    dph_total_usd: float | None = Field(default=None, gt=0, lt=10_000, description="$/h of the probe machine.")
+    offer_id: int | None = Field(default=None, description="The offer the probe runs on (left out of switches).")
+    median_step_time_s: float | None = Field(default=None, ge=1e-6, le=1e6, description="Median s per optimizer step.")
+    tokens_per_s: float | None = Field(default=None, ge=1e-3, le=1e12, description="Median tokens/s, whole job.")
+    steps_measured: int = Field(ge=1, le=10**9, description="Steps the median covers (20-100).")
+    steps_done: int = Field(default=0, ge=0, le=10**12, description="Target steps done (0: the probe is relaunched).")
+    eval_runtime_s: float | None = Field(default=None, ge=0, le=10**7)
+    eval_every_steps: int | None = Field(default=None, ge=1, le=10**12, description="Default: the spec's.")
+    gpu_util_pct: float | None = Field(default=None, ge=0, le=100)
+    mem_util_pct: float | None = Field(default=None, ge=0, le=100)
+    vram_used_gb: float | None = Field(default=None, gt=0, le=1e6, description="Peak VRAM used, GB (1e9 bytes).")
+    gpu_ram_gb: float | None = Field(default=None, gt=0, le=1e6)
+    transfer_mbps: float | None = Field(default=None, gt=0, le=1e9, description="Transfer speed to artifacts.")
+    setup_debug_hours_so_far: float = Field(default=0.0, ge=0, le=10_000)
+    probe_minutes: float | None = Field(default=None, gt=0, le=1e7, description="How long the probe ran.")
+    time_capped: bool = False
+    minutes_since_launch: float | None = Field(default=None, ge=0, le=1e7, description="Default: probe_minutes.")
+    predicted_tokens_per_s: float | None = Field(default=None, gt=0, le=1e12, description="The pre-estimate's.")
+    resetup_hours: float | None = Field(
+        default=None, ge=0, le=10_000, description="Setting a new machine up again; default setup_debug_hours_so_far."
+    )
+
+    @model_validator(mode="after")
+    def _rate(self) -> Probe:
+        if self.median_step_time_s is None and self.tokens_per_s is None:
+            raise ValueError("give median_step_time_s or tokens_per_s (or both)")
+        return self
+
+
+class Comparison(BaseModel):
+    """The probe against the pre-estimate: ``ratio`` is measured / predicted tokens/s."""
+
+    predicted_tokens_per_s: float | None
+    predicted_source: str
+    measured_tokens_per_s: float
+    ratio: float | None
+
+
+class TaxAnswer(BaseModel):
+    """Stage D with the setup time actually spent."""
+
+    setup_debug_hours: float
+    wall_hours: float
+    setup_debug_tax: float
+    expensive_hardware_justified: bool
+
+
+class OfferOption(BaseModel):
+    """One offer with the probe scaled onto it; times and costs are to finish, migration included."""
+
+    offer_id: int
+    gpu_option: str
+    dph_total_usd: float
+    pred_tokens_per_s: float
+    time_to_finish_hours: Scenarios
+    cost_to_finish_usd: Scenarios
+    time_gain_frac: float = Field(description="1 - its base time / staying's; 0.2 = 20% sooner.")
+    cost_gain_frac: float | None = Field(description="1 - its base cost / staying's; null without a price here.")
+    qualifies: bool
+    risks: list[str]
+
+
+class Decision(BaseModel):
+    decision: DecisionName
+    reason: str
+    switch_to_offer: str | None = None
+    rule: str
+
+
+class Calibration(BaseModel):
+    """Stages B-D and the decision, from one probe."""
+
+    gpu: str
+    num_gpus: int
+    dph_total_usd: float | None
+    step_time_s: float
+    steps_per_s: float
+    tokens_per_s: float
+    tokens_per_step: int
+    comparison: Comparison
+    target_steps: int
+    steps_done: int
+    steps_remaining: int
+    eval_overhead_hours: float = Field(description="For the whole target.")
+    eval_remaining_hours: float
+    time_hours: Scenarios = Field(description="Wall hours of the whole run: setup so far + train + eval.")
+    cost_usd: Scenarios
+    time_to_finish_hours: Scenarios
+    cost_to_finish_usd: Scenarios
+    cost_so_far_usd: float | None
+    tax: TaxAnswer
+    options: list[OfferOption]
+    options_considered: int
+    offers_source: str | None
+    decision: Decision
+    warnings: list[str]
+    assumptions: list[str]
+
+
+def parse_probe(data: Probe | dict[str, Any]) -> Probe:
+    """Validate probe measurements into a :class:`Probe`, or raise one clear error."""
+    if isinstance(data, Probe):
+        return data
+    if not isinstance(data, dict):
+        raise PreflightError("probe", data, "an object with gpu, steps_measured and median_step_time_s or tokens_per_s")
+    try:
+        return Probe.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, "probe") from None
+
+
+def _scen(values: dict[str, float], digits: int) -> Scenarios:
+    return Scenarios(**{k: round(v, digits) for k, v in values.items()})
+
+
+def _pre_estimate(run: RunSpec, probe: Probe) -> tuple[float | None, str]:
+    """What the estimate promised for the probe's GPU: given, else ``estimate_run`` on the spec."""
+    if probe.predicted_tokens_per_s is not None:
+        return probe.predicted_tokens_per_s, "probe.predicted_tokens_per_s"
+    from ..estimate import estimate_run
+
+    try:
+        e = estimate_run(run, probe.gpu)
+    except PreflightError as exc:
+        return None, f"no pre-estimate: {exc.one_line()}"
+    n = run.training.num_gpus
+    return e.throughput.tokens_per_s.base, f"estimate_run on {n}x {probe.gpu} ({e.throughput.method})"
+
+
+def _eval_hours(run: RunSpec, probe: Probe, target: int, done: int, notes: list[str]) -> tuple[float, float]:
+    """(whole target, still to run) eval/checkpoint hours: measured runtime first, then the spec."""
+    every = probe.eval_every_steps or run.overheads.eval_every_steps
+    if probe.eval_runtime_s is not None and every:
+        per = probe.eval_runtime_s / 3600
+        return (target // every) * per, (target // every - done // every) * per
+    if probe.eval_runtime_s is not None:
+        notes.append("eval_runtime_s measured but no eval_every_steps (probe or spec): eval overhead from the spec")
+    total = eval_overhead_hours(run, float(target))
+    if total == 0:
+        notes.append("no eval runtime measured and none in the spec: eval overhead 0")
+    return total, total * (target - done) / target if target else 0.0
+
+
+def _fired_from(assessment: Assessment | None, fired: Sequence[TriggerResult], probe: Probe) -> list[str]:
+    reasons = [f"{r.name}: {r.message}" for r in fired if r.status == "fired"]
+    if assessment is not None:
+        reasons += [f"{r.name}: {r.message}" for r in assessment.triggers if r.status == "fired"]
+    if probe.gpu_util_pct is not None and probe.gpu_util_pct < PROBE_LOW_UTIL_PCT:
+        reasons.append(
+            f"gpu_util_low: probe averaged {probe.gpu_util_pct:g}% GPU utilization (< {PROBE_LOW_UTIL_PCT:g}%)"
+            " while the job was active"
+        )
+    return list(dict.fromkeys(reasons))
+
+
+def calibrate(
+    spec: RunSpec | dict[str, Any],
+    probe: Probe | dict[str, Any],
+    *,
+    offers: OfferSet | None = None,
+    dph_total_usd: float | None = None,
+    assessment: Assessment | None = None,
+    fired: Sequence[TriggerResult] = (),
+    priority: Priority = "balanced",
+) -> Calibration:
+    """Re-estimate the rest of the run from ``probe``, scale it to ``offers`` and decide."""
+    run, p = parse_spec(spec), parse_probe(probe)
+    if priority not in ("balanced", "cost", "time"):
+        raise PreflightError("priority", priority, "balanced, cost or time")
+    dph = dph_total_usd if dph_total_usd is not None else p.dph_total_usd
+    if dph is not None and not (0 < dph < 10_000):
+        raise PreflightError("dph_total_usd", dph, "a price in USD per hour, > 0 and < 10000")
+    warnings: list[str] = []
+    assumptions: list[str] = []
+    num_gpus = p.num_gpus or run.training.num_gpus
+    if num_gpus != run.training.num_gpus:
+        warnings.append(f"probe ran on {num_gpus} GPUs, the spec plans {run.training.num_gpus}:"
+                        " tokens per step come from the spec")
+    per_step = run.training.tokens_per_step
+    step_s = p.median_step_time_s if p.median_step_time_s is not None else per_step / (p.tokens_per_s or 1.0)
+    tokens_s = p.tokens_per_s if p.tokens_per_s is not None else per_step / step_s
+    rate = 1.0 / step_s
+    target = math.ceil(target_tokens(run) / per_step)
+    if p.steps_done > target:
+        raise PreflightError("probe.steps_done", p.steps_done, f"<= the target's {target} steps")
+    done = p.steps_done
+    remaining = target - done
+    if done == 0:
+        assumptions.append("steps_done 0: the full run starts from step 0 (set steps_done when it continues)")
+    eval_total, eval_left = _eval_hours(run, p, target, done, assumptions)
+    setup = p.setup_debug_hours_so_far
+    train_all = {k: target / (rate * f * 3600) for k, f in SCENARIO_FACTORS.items()}
+    train_left = {k: remaining / (rate * f * 3600) for k, f in SCENARIO_FACTORS.items()}
+    wall = {k: setup + train_all[k] + eval_total for k in SCENARIOS}
+    finish = {k: train_left[k] + eval_left for k in SCENARIOS}
+    cost: dict[str, float | None] = {k: round(wall[k] * dph, 2) if dph else None for k in SCENARIOS}
+    cost_finish: dict[str, float | None] = {k: round(finish[k] * dph, 2) if dph else None for k in SCENARIOS}
+    if dph is None:
+        warnings.append("no price: costs are null and switches are judged on time only (pass dph_total_usd)")
+    spent = setup + done * step_s / 3600
+    assumptions.append("cost so far = (setup/debug hours + steps done x step time) x $/h")
+    tax_value = setup / wall["base"] if wall["base"] > 0 else 0.0
+    tax = TaxAnswer(setup_debug_hours=round(setup, 4), wall_hours=round(wall["base"], 4),
+                    setup_debug_tax=round(tax_value, 4), expensive_hardware_justified=tax_value <= TAX_LIMIT)
+    predicted, source = _pre_estimate(run, p)
+    ratio = round(tokens_s / predicted, 4) if predicted else None
+    if ratio is not None and ratio < 0.7:
+        warnings.append(f"probe at {ratio:.0%} of the pre-estimate ({tokens_s:,.0f} vs {predicted:,.0f} tokens/s):"
+                        " the live estimate replaces it; a full run below 70% for 2 windows fires the trigger")
+    if p.vram_used_gb and p.gpu_ram_gb and p.vram_used_gb > PROBE_HIGH_VRAM_FRAC * p.gpu_ram_gb:
+        warnings.append(f"VRAM peak {p.vram_used_gb:.1f} of {p.gpu_ram_gb:.1f} GB (> 92%): OOM risk;"
+                        " watch the memory trigger")
+    stay_time, stay_cost = finish["base"], (finish["base"] * dph if dph else None)
+    options: list[OfferOption] = []
+    considered = 0
+    offers_source = offers.source if offers is not None else None
+    if offers is not None and remaining > 0:
+        options, considered = _scale_to_offers(run, p, offers, tokens_s, num_gpus, remaining, eval_left,
+                                               stay_time, stay_cost, tax.expensive_hardware_justified, dph,
+                                               priority, warnings)
+    kills = _fired_from(assessment, fired, p)
+    decision = _decide(kills, options, remaining, tokens_s, ratio, stay_time, stay_cost, tax, priority, assessment)
+    return Calibration(
+        gpu=p.gpu, num_gpus=num_gpus, dph_total_usd=dph, step_time_s=round(step_s, 6), steps_per_s=round(rate, 6),
+        tokens_per_s=round(tokens_s, 3), tokens_per_step=per_step,
+        comparison=Comparison(predicted_tokens_per_s=predicted, predicted_source=source,
+                              measured_tokens_per_s=round(tokens_s, 3), ratio=ratio),
+        target_steps=target, steps_done=done, steps_remaining=remaining, eval_overhead_hours=round(eval_total, 4),
+        eval_remaining_hours=round(eval_left, 4), time_hours=_scen(wall, 4), cost_usd=Scenarios(**cost),
+        time_to_finish_hours=_scen(finish, 4), cost_to_finish_usd=Scenarios(**cost_finish),
+        cost_so_far_usd=round(spent * dph, 2) if dph else None, tax=tax,
+        options=sorted(options, key=lambda o: (not o.qualifies, -o.time_gain_frac - (o.cost_gain_frac or 0)))[
+            :MAX_OPTIONS_SHOWN],
+        options_considered=considered, offers_source=offers_source, decision=decision, warnings=warnings,
+        assumptions=assumptions,
+    )
+
+
+def _scale_to_offers(run: RunSpec, p: Probe, offers: OfferSet, tokens_s: float, num_gpus: int, remaining: int,
+                     eval_left: float, stay_time: float, stay_cost: float | None, expensive_ok: bool,
+                     dph: float | None, priority: Priority, warnings: list[str]) -> tuple[list[OfferOption], int]:
+    """The probe as every offer's baseline; the rest of the run, plus migration, priced per offer."""
+    from ..catalogue import lookup_gpu
+    from ..options import plan_options
+
+    if lookup_gpu(p.gpu) is None:
+        warnings.append(f"{p.gpu!r} is not a catalogue GPU: the probe cannot be scaled to other offers")
+        return [], 0
+    resetup = p.resetup_hours if p.resetup_hours is not None else p.setup_debug_hours_so_far
+    moving = resetup + run.overheads.migration_hours
+    data = run.model_dump(mode="json", exclude_none=True)
+    data["target"] = {"target_tokens": remaining * run.training.tokens_per_step}
+    overheads = {k: v for k, v in data.get("overheads", {}).items()
+                 if k not in ("eval_runtime_s", "eval_every_steps", "eval_ckpt_overhead_hours")}
+    data["overheads"] = overheads | {"setup_debug_hours": round(moving, 6), "eval_ckpt_overhead_hours": eval_left}
+    if tokens_s > MAX_BASELINE_TOKENS_PER_S:
+        warnings.append(f"{tokens_s:.3g} tokens/s is beyond what a baseline may claim: not scaled to offers")
+        return [], 0
+    data["baseline"] = BaselineSpec(tokens_per_s=tokens_s, gpu=p.gpu, num_gpus=num_gpus,
+                                    stack_change="none").model_dump()
+    plan = plan_options(data, offers, rank="time", limit=1000)
+    if p.vram_used_gb is not None:
+        vram = {o.offer_id: o.gpu_ram_gb_per_gpu for o in offers.offers}
+        fits = [r for r in plan.rejected if all(x.startswith("gpu_memory") for x in r.reasons)
+                and vram.get(r.offer_id, 0.0) >= 1.1 * p.vram_used_gb]
+        if fits:
+            warnings.append(f"{len(fits)} offers rejected on estimated memory have >= 1.1x the probe's measured"
+                            f" {p.vram_used_gb:.1f} GB VRAM peak: the memory estimate is high for this run")
+    # A pricier machine is ruled out while the tax is high (run-calibrated Stage D).
+    out: list[OfferOption] = []
+    for row in plan.rows:
+        if p.offer_id is not None and row.offer_id == p.offer_id:
+            continue
+        t_gain = 1 - (row.time_hours.base or 0) / stay_time if stay_time > 0 else 0.0
+        c_gain = 1 - (row.cost_usd.base or 0) / stay_cost if stay_cost else None
+        ok = _qualifies(t_gain, c_gain, priority)
+        risks = [r.message for r in row.major_risks if r.code != "setup_tax_high"][:3]
+        if ok and not expensive_ok and dph is not None and row.dph_total_usd > dph:
+            ok = False
+            risks.insert(0, "setup/debug tax > 25%: no pricier $/h until the run path is stable")
+        out.append(OfferOption(
+            offer_id=row.offer_id, gpu_option=row.gpu_option, dph_total_usd=row.dph_total_usd,
+            pred_tokens_per_s=row.pred_tokens_per_s, time_to_finish_hours=row.time_hours,
+            cost_to_finish_usd=row.cost_usd, time_gain_frac=round(t_gain, 4),
+            cost_gain_frac=round(c_gain, 4) if c_gain is not None else None, qualifies=ok, risks=risks))
+    return out, len(plan.rows)
+
+
+def _qualifies(t_gain: float, c_gain: float | None, priority: Priority) -> bool:
+    if priority == "time" or c_gain is None:
+        return t_gain >= SWITCH_MIN_GAIN
+    if priority == "cost":
+        return c_gain >= SWITCH_MIN_GAIN
+    return (t_gain >= SWITCH_MIN_GAIN and c_gain >= -SWITCH_MAX_LOSS) or (
+        c_gain >= SWITCH_MIN_GAIN and t_gain >= -SWITCH_MAX_LOSS)
+
+
+def switch_rule(priority: Priority) -> str:
+    """The switch rule in words, with its thresholds."""
+    gain = f"{SWITCH_MIN_GAIN:.0%}"
+    if priority == "time":
+        return f"switch when another offer finishes >= {gain} sooner, migration included"
+    if priority == "cost":
+        return f"switch when another offer finishes >= {gain} cheaper, migration included"
+    return (f"switch when another offer is >= {gain} sooner or cheaper to finish, migration included, and at most "
+            f"{SWITCH_MAX_LOSS:.0%} worse on the other; no pricier $/h while the setup/debug tax is > 25%")
+
+
+def _decide(kills: list[str], options: list[OfferOption], remaining: int, tokens_s: float, ratio: float | None,
+            stay_time: float, stay_cost: float | None, tax: TaxAnswer, priority: Priority,
+            assessment: Assessment | None) -> Decision:
+    rule = "kill on a fired trigger; " + switch_rule(priority) + "; else keep"
+    if kills:
+        reason = "trigger fired: " + "; ".join(kills)
+        if assessment is not None and assessment.bottleneck is not None:
+            b = assessment.bottleneck
+            reason += f". Bottleneck {b.bottleneck_class} ({b.confidence}): {b.suggestion}"
+        return Decision(decision="kill", reason=reason + ". Pause, fix one variable, relaunch.", rule=rule)
+    if remaining == 0:
+        return Decision(decision="keep", reason="the target is reached: nothing left to run", rule=rule)
+    best = _best(options, priority)
+    cost_text = f" for ${stay_cost:.2f}" if stay_cost is not None else ""
+    here = f"{stay_time:.2f} h{cost_text} to finish here"
+    if best is not None:
+        gains = f"{best.time_gain_frac:.0%} sooner"
+        if best.cost_gain_frac is not None:
+            gains += f", {best.cost_gain_frac:.0%} cheaper"
+        return Decision(
+            decision="switch", switch_to_offer=f"{best.offer_id}",
+            reason=f"{best.gpu_option} (offer {best.offer_id}) finishes in {best.time_to_finish_hours.base:.2f} h"
+            f" for ${best.cost_to_finish_usd.base:.2f} incl. migration vs {here} ({gains})", rule=rule)
+    vs = f", {ratio:.0%} of the pre-estimate" if ratio is not None else ""
+    taxed = "" if tax.expensive_hardware_justified else f"; tax {tax.setup_debug_tax:.0%} > 25%: stay on cheap hardware"
+    return Decision(decision="keep", rule=rule,
+                    reason=f"on track: {tokens_s:,.0f} tokens/s live{vs}; {here}; no offer >= "
+                    f"{SWITCH_MIN_GAIN:.0%} better including migration{taxed}")
+
+
+def _best(options: list[OfferOption], priority: Priority) -> OfferOption | None:
+    good = [o for o in options if o.qualifies]
+    if not good:
+        return None
+    if priority == "cost":
+        return max(good, key=lambda o: (o.cost_gain_frac or 0.0, o.time_gain_frac))
+    if priority == "time":
+        return max(good, key=lambda o: (o.time_gain_frac, o.cost_gain_frac or 0.0))
+    return max(good, key=lambda o: o.time_gain_frac + (o.cost_gain_frac or 0.0))

@@ -1,0 +1,369 @@
+"""One call that says how a run is doing: heartbeat, current window, triggers, ETA, cost, decision.
+
+Why recompute from the files on every call instead of keeping tail offsets in the database: the
+training log and the nvidia-smi capture are the record; reading them whole (through
+:class:`LogTail`, which parses exactly what the live tail parses) keeps the check stateless, so two
+processes (the MCP server and ``preflight watch``) can never disagree about where they are. Logs of
+a run are megabytes, which parse in well under a second.
+
+The heartbeat comes from the dispatcher (:mod:`gpu_preflight.tools.dispatch`) when it is installed;
+without it ``heartbeat`` is null and a note says so, and the check still runs from the log path.
+
+Decision (``keep | kill | done | wait``), first match wins: the run exited or its job ended (``done``
+on exit code 0, else ``kill``: the GPU is idle and billed); hung or the GPU fell off the bus
+(``kill``); a fired trigger (``kill``: pause, reclassify, change one variable, relaunch); waiting
+for input or its pane gone (``wait``: look before paying on); no training record yet (``wait``);
+otherwise ``keep``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import PreflightError, from_validation_error
+from .assess import Assessment, assess
+from .bottleneck import Bottleneck
+from .models import GpuSample, LogSample
+from .nvml import NvmlSnapshot
+from .tail import LogTail
+from .timeline import Timeline, build_timeline
+from .triggers import Prediction, TriggerConfig, TriggerName, TriggerStatus
+from .windows import DEFAULT_WINDOW_S, EtaTrend, Window
+
+RunDecisionName = Literal["keep", "kill", "done", "wait"]
+DEFAULT_DMON_INTERVAL_S = 10.0
+MIN_WINDOW_S = 1.0  # shorter windows would number in the millions over a day-long log
+
+
+class RunInputs(BaseModel):
+    """Where a run's evidence is and what it was promised; :func:`run_check` fills it from the run record."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    log_path: str | None = Field(default=None, max_length=4096)
+    nvsmi_path: str | None = Field(default=None, max_length=4096)
+    log_format: str | None = Field(default=None, max_length=64)
+    log_regex: str | None = Field(default=None, max_length=2000)
+    predicted_tokens_per_s: float | None = Field(default=None, gt=0, le=1e12)
+    predicted_step_time_s: float | None = Field(default=None, ge=1e-6, le=1e6)
+    num_gpus: int | None = Field(default=None, ge=1, le=4096)
+    dph_total_usd: float | None = Field(default=None, gt=0, lt=10_000)
+    total_steps: int | None = Field(default=None, ge=1, le=10**12)
+    window_s: float = Field(default=DEFAULT_WINDOW_S, ge=MIN_WINDOW_S, le=86_400)
+    gpu_interval_s: float | None = Field(default=None, ge=0.01, le=86_400)
+    early_checkpoint_s: float = Field(default=600.0, gt=0, le=10**7)
+    started_at_epoch_s: float | None = Field(default=None, ge=0, le=1e11)
+
+    @field_validator("log_path", "nvsmi_path")
+    @classmethod
+    def _plain_path(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("a file path without NUL bytes")
+        return value
+
+
+def make_inputs(fields: dict[str, Any]) -> RunInputs:
+    """:class:`RunInputs` from keyword fields, or one clear error naming the bad one."""
+    try:
+        return RunInputs(**fields)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
+class SourceSummary(BaseModel):
+    path: str
+    format: str | None
+    samples: int
+    skipped_lines: int
+    duplicate_lines: int
+
+
+class TriggerBrief(BaseModel):
+    name: TriggerName
+    status: TriggerStatus
+    message: str
+    evidence: dict[str, Any] = Field(default_factory=dict, description="The numbers, for a fired trigger only.")
+
+
+class WindowBrief(BaseModel):
+    """The playbook's per-window record (pre-estimation.md section 5), from the full :class:`Window`."""
+
+    index: int
+    start_s: float
+    end_s: float
+    complete: bool
+    active: bool
+    gpu_count: int
+    gpu_util_avg_pct: float | None = None
+    gpu_util_low_gpu_avg_pct: float | None = None
+    mem_util_avg_pct: float | None = None
+    mem_util_peak_pct: float | None = None
+    mem_used_peak_mib: float | None = None
+    mem_used_peak_pct: float | None = None
+    power_avg_w: float | None = None
+    tokens_per_s_median: float | None = None
+    step_time_median_s: float | None = None
+    mfu_median_pct: float | None = None
+    step_last: int | None = None
+    loss_last: float | None = None
+    eta_s: float | None = None
+
+    @classmethod
+    def of(cls, window: Window) -> WindowBrief:
+        return cls(**{k: getattr(window, k) for k in cls.model_fields})
+
+
+class RunDecision(BaseModel):
+    decision: RunDecisionName
+    reason: str
+
+
+class RunCheck(BaseModel):
+    """Everything an agent needs to decide about a running job, in one compact answer."""
+
+    run_id: str | None = None
+    kind: str | None = None
+    heartbeat: dict[str, Any] | None = None
+    notes: list[str] = Field(default_factory=list)
+    log: SourceSummary | None = None
+    gpu: SourceSummary | None = None
+    window: WindowBrief | None = Field(default=None, description="The latest window with data.")
+    windows_count: int = 0
+    window_s: float = DEFAULT_WINDOW_S
+    fired: list[TriggerName] = Field(default_factory=list)
+    triggers: list[TriggerBrief] = Field(default_factory=list)
+    bottleneck: Bottleneck | None = None
+    action: list[str] = Field(default_factory=list)
+    predicted_tokens_per_s: float | None = None
+    measured_tokens_per_s: float | None = None
+    throughput_ratio: float | None = None
+    step_last: int | None = None
+    total_steps: int | None = None
+    eta_s: float | None = None
+    eta_trend: EtaTrend = "unknown"
+    elapsed_hours: float | None = None
+    dph_total_usd: float | None = None
+    cost_so_far_usd: float | None = None
+    cost_to_finish_usd: float | None = None
+    cost_total_usd: float | None = None
+    gpu_now: NvmlSnapshot | None = None
+    decision: RunDecision
+
+
+def read_source(path: str, *, fmt: str | None = None, regex: str | None = None) -> tuple[list[Any], SourceSummary]:
+    """Every sample in ``path`` through :class:`LogTail`; a missing file is zero samples, not an error.
+
+    The unfinished last line of a growing file is left for the next call (it may be half-written).
+    """
+    samples: list[Any] = []
+    with LogTail(path, fmt=fmt, regex=regex) as tail:
+        while True:
+            before = tail.offset_bytes
+            update = tail.poll()
+            samples.extend(update.samples)
+            if tail.offset_bytes == before:
+                break
+        file = Path(path)
+        if file.is_file() and file.stat().st_size and file.read_bytes()[-1:] in (b"\n", b"\r"):
+            update = tail.flush()  # closes a multi-line record (Composer) the file finished
+            samples.extend(update.samples)
+        summary = SourceSummary(path=path, format=update.format, samples=len(samples),
+                                skipped_lines=update.skipped_lines, duplicate_lines=update.duplicate_lines)
+    return samples, summary
+
+
+def _timeline(gpu: Sequence[GpuSample], logs: Sequence[LogSample], interval: float | None,
+              notes: list[str]) -> Timeline:
+    untimed = any(s.timestamp is None for s in gpu)
+    if gpu and untimed and interval is None:
+        interval = DEFAULT_DMON_INTERVAL_S
+        notes.append(f"GPU capture has no timestamps: readings taken {interval:g} s apart (dmon -d 10)")
+    return build_timeline(gpu, logs, gpu_interval_s=interval)
+
+
+def check_run(inputs: RunInputs, *, gpu_samples: Sequence[GpuSample] = (), heartbeat: dict[str, Any] | None = None,
+              gpu_now: NvmlSnapshot | None = None, notes: Sequence[str] = (), now_epoch_s: float | None = None,
+              run_id: str | None = None, kind: str | None = None) -> RunCheck:
+    """Read the run's files, fold windows, evaluate the triggers and decide (see the module doc)."""
+    out_notes = list(notes)
+    logs: list[LogSample] = []
+    gpu: list[GpuSample] = list(gpu_samples)
+    log_summary = gpu_summary = None
+    if inputs.log_path:
+        found, log_summary = read_source(inputs.log_path, fmt=inputs.log_format, regex=inputs.log_regex)
+        logs = [s for s in found if isinstance(s, LogSample)]
+        if found and not logs:
+            out_notes.append(f"{inputs.log_path} holds GPU readings, not a training log")
+            gpu.extend(s for s in found if isinstance(s, GpuSample))
+        if not found:
+            out_notes.append(f"no training records in {inputs.log_path} yet")
+    else:
+        out_notes.append("no log path: the run record names none (pass log_path)")
+    if inputs.nvsmi_path:
+        found, gpu_summary = read_source(inputs.nvsmi_path)
+        gpu.extend(s for s in found if isinstance(s, GpuSample))
+        if found and not isinstance(found[0], GpuSample):
+            out_notes.append(f"{inputs.nvsmi_path} is not an nvidia-smi capture ({gpu_summary.format})")
+    prediction = None
+    if inputs.predicted_tokens_per_s or inputs.predicted_step_time_s:
+        prediction = Prediction(tokens_per_s=inputs.predicted_tokens_per_s, step_time_s=inputs.predicted_step_time_s)
+    config = TriggerConfig(early_checkpoint_s=inputs.early_checkpoint_s, gpu_count=inputs.num_gpus)
+    timeline = _timeline(gpu, logs, inputs.gpu_interval_s, out_notes)
+    result = assess(timeline, prediction=prediction, config=config, window_s=inputs.window_s,
+                    total_steps=inputs.total_steps)
+    eta_s = _eta(result, timeline, inputs.total_steps, out_notes) if logs else None
+    return _answer(inputs, result, logs, heartbeat, gpu_now, out_notes, now_epoch_s, run_id, kind,
+                   log_summary, gpu_summary, eta_s)
+
+
+def _eta(a: Assessment, timeline: Timeline, total_steps: int | None, notes: list[str]) -> float | None:
+    """The windows' ETA (remaining steps x median step time); else from the log's step rate over time."""
+    if a.eta_s is not None:
+        return a.eta_s
+    totals = [p.sample.total_steps for p in timeline.logs if p.sample.total_steps]
+    total = total_steps or (totals[-1] if totals else None)
+    if total is None:
+        notes.append("no ETA: the log prints no total step count (pass total_steps)")
+        return None
+    timed = [(p.t_s, p.sample.step) for p in timeline.logs if p.sample.kind == "train" and p.sample.step is not None]
+    recent = timed[-20:]
+    if len(recent) < 2 or recent[-1][0] <= recent[0][0] or (recent[-1][1] or 0) <= (recent[0][1] or 0):
+        notes.append("no ETA: the log gives neither step times nor a step rate yet")
+        return None
+    rate = ((recent[-1][1] or 0) - (recent[0][1] or 0)) / (recent[-1][0] - recent[0][0])
+    notes.append(f"ETA from the log's step rate ({rate:.3g} steps/s over its last {len(recent)} records)")
+    return round(max(total - (recent[-1][1] or 0), 0) / rate, 3)
+
+
+def _answer(inputs: RunInputs, a: Assessment, logs: list[LogSample], hb: dict[str, Any] | None,
+            gpu_now: NvmlSnapshot | None, notes: list[str], now_epoch_s: float | None, run_id: str | None,
+            kind: str | None, log_summary: SourceSummary | None, gpu_summary: SourceSummary | None,
+            eta_s: float | None) -> RunCheck:
+    with_data = [w for w in a.series.windows if w.gpu_sample_count or w.log_sample_count]
+    current = with_data[-1] if with_data else None
+    measured = _measured_tokens(with_data, inputs.num_gpus)
+    predicted = inputs.predicted_tokens_per_s
+    ratio = round(measured / predicted, 4) if measured and predicted else None
+    step_times = [w.step_time_median_s for w in with_data if w.step_time_median_s]
+    if ratio is None and inputs.predicted_step_time_s and step_times:
+        ratio = round(inputs.predicted_step_time_s / step_times[-1], 4)  # a rate ratio, like tokens/s
+    steps = [s.step for s in logs if s.kind == "train" and s.step is not None]
+    totals = [inputs.total_steps] if inputs.total_steps else [w.total_steps for w in a.series.windows if w.total_steps]
+    elapsed_s: float | None = None
+    if hb is not None and isinstance(hb.get("elapsed_s"), int | float):
+        elapsed_s = float(hb["elapsed_s"])
+    elif inputs.started_at_epoch_s is not None:
+        elapsed_s = max((now_epoch_s or time.time()) - inputs.started_at_epoch_s, 0.0)
+    elif a.series.data_end_s > 0:
+        elapsed_s = a.series.data_end_s
+        notes.append("elapsed time from the span of the recorded data (no start time known)")
+    dph = inputs.dph_total_usd
+    so_far = round(elapsed_s / 3600 * dph, 2) if elapsed_s is not None and dph else None
+    to_finish = round(eta_s / 3600 * dph, 2) if eta_s is not None and dph else None
+    if dph is None:
+        notes.append("no price: costs are null (pass dph_total_usd)")
+    briefs = [TriggerBrief(name=r.name, status=r.status, message=r.message,
+                           evidence=r.evidence if r.status == "fired" else {}) for r in a.triggers]
+    return RunCheck(
+        run_id=run_id, kind=kind, heartbeat=hb, notes=notes, log=log_summary, gpu=gpu_summary,
+        window=WindowBrief.of(current) if current is not None else None,
+        windows_count=len(a.series.windows), window_s=a.series.window_s, fired=a.fired, triggers=briefs,
+        bottleneck=a.bottleneck, action=a.action, predicted_tokens_per_s=predicted,
+        measured_tokens_per_s=measured, throughput_ratio=ratio, step_last=steps[-1] if steps else None,
+        total_steps=totals[-1] if totals else None, eta_s=eta_s, eta_trend=a.eta_trend,
+        elapsed_hours=round(elapsed_s / 3600, 4) if elapsed_s is not None else None, dph_total_usd=dph,
+        cost_so_far_usd=so_far, cost_to_finish_usd=to_finish,
+        cost_total_usd=round(so_far + to_finish, 2) if so_far is not None and to_finish is not None else None,
+        gpu_now=gpu_now, decision=decide_run(hb, a, logs, gpu_now),
+    )
+
+
+def _measured_tokens(windows: list[Window], num_gpus: int | None) -> float | None:
+    """The latest window's median tokens/s for the whole job (a per-device figure times the GPUs)."""
+    for w in reversed(windows):
+        if w.tokens_per_s_median is not None:
+            gpus = num_gpus or w.gpu_count or 1
+            return round(w.tokens_per_s_median * (gpus if w.tokens_per_s_scope == "device" else 1), 3)
+    return None
+
+
+def decide_run(hb: dict[str, Any] | None, a: Assessment, logs: list[LogSample],
+               gpu_now: NvmlSnapshot | None) -> RunDecision:
+    """keep / kill / done / wait for a running job (rules in the module doc)."""
+    state = hb.get("state") if hb else None
+    code, signal = (hb.get("exit_code"), hb.get("signal")) if hb else (None, None)
+    if state in ("exited", "idle_at_prompt") and (code is not None or signal is not None or state == "exited"):
+        if code == 0:
+            return RunDecision(decision="done", reason="the job exited with code 0: stop the machine if nothing else"
+                               " runs on it")
+        how = f"signal {signal}" if signal is not None else f"code {code}"
+        return RunDecision(decision="kill", reason=f"the job ended ({how}): the GPU is idle and still billed;"
+                           " read the log tail, fix, relaunch")
+    if state == "hung":
+        return RunDecision(decision="kill", reason=f"hung: {hb.get('reason') if hb else ''}; stop paying")
+    if gpu_now is not None and gpu_now.answer is not None and gpu_now.answer.run_killing:
+        return RunDecision(decision="kill", reason=f"GPU lost: {gpu_now.answer.message}")
+    if a.fired:
+        fired = [r for r in a.triggers if r.status == "fired"]
+        reason = "; ".join(f"{r.name}: {r.message}" for r in fired)
+        if a.bottleneck is not None:
+            reason += f". Bottleneck {a.bottleneck.bottleneck_class}: {a.bottleneck.suggestion}"
+        seen = f" (heartbeat: {state})" if state not in (None, "running") else ""
+        return RunDecision(decision="kill", reason=reason + f". Pause, change one variable, relaunch{seen}.")
+    if state in ("waiting_for_input", "pane_gone"):
+        return RunDecision(decision="wait", reason=f"{state}: {hb.get('reason') if hb else ''}; look before paying on")
+    if not any(s.kind == "train" for s in logs):
+        return RunDecision(decision="wait", reason="no training record yet: check again after the first log lines")
+    pending = [r.name for r in a.triggers if r.status in ("pending", "no_data")]
+    tail = f" ({', '.join(pending)} not decided yet)" if pending else ""
+    return RunDecision(decision="keep", reason=f"no trigger fired{tail}")
+
+
+def dispatch_module() -> ModuleType | None:
+    """The dispatcher, when this install has it (it is a separate component)."""
+    try:
+        return importlib.import_module("gpu_preflight.tools.dispatch")
+    except ModuleNotFoundError as exc:
+        if exc.name and not exc.name.startswith("gpu_preflight"):
+            raise
+        return None
+
+
+def resolve_run(run_id: str, overrides: dict[str, Any], *, with_heartbeat: bool = True
+                ) -> tuple[RunInputs, dict[str, Any] | None, list[str], str | None]:
+    """The run record as :class:`RunInputs` (explicit ``overrides`` win), its heartbeat, notes and kind."""
+    dispatch = dispatch_module()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if dispatch is None:
+        note = "dispatcher not installed: no run record and no heartbeat; the check used the paths given"
+        if not given.get("log_path"):
+            raise PreflightError("run_id", run_id, "a recorded run; without the dispatcher pass log_path")
+        return make_inputs(given), None, [note], None
+    record = dispatch.get_run(run_id)
+    base = {"log_path": record.log_path, "predicted_tokens_per_s": record.predicted_tokens_per_s,
+            "started_at_epoch_s": record.started_at_epoch_s}
+    inputs = make_inputs({k: v for k, v in base.items() if v is not None} | given)
+    notes: list[str] = []
+    hb: dict[str, Any] | None = None
+    if not with_heartbeat:
+        return inputs, None, notes, str(record.kind)
+    try:
+        hb = dispatch.heartbeat(run_id=run_id).model_dump(exclude_none=True)
+    except Exception as exc:  # a heartbeat failure (no tmux here) must not hide the log's evidence
+        notes.append(f"heartbeat unavailable: {exc}")
+    return inputs, hb, notes, str(record.kind)
+
+
+def run_check(run_id: str, *, now_epoch_s: float | None = None, gpu_samples: Sequence[GpuSample] = (),
+              gpu_now: NvmlSnapshot | None = None, **overrides: Any) -> RunCheck:
+    """:func:`check_run` for a dispatched run; ``overrides`` are :class:`RunInputs` fields."""
+    inputs, hb, notes, kind = resolve_run(run_id, overrides)
+    return check_run(inputs, gpu_samples=gpu_samples, heartbeat=hb, gpu_now=gpu_now, notes=notes,
+                     now_epoch_s=now_epoch_s, run_id=run_id, kind=kind)
