@@ -75,6 +75,8 @@ class OptionRow(StrictModel):
     optimization_effort: Literal["low", "med", "high"] | None = None
     major_risks: list[str] = Field(default_factory=list)
     decision: Literal["keep", "switch", "kill"] | None = None
+    transfer_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        default=0.0, description="One-off bandwidth charge (download volume x the offer's $/TB) inside cost_usd.")
 
 
 class Evidence(StrictModel):
@@ -117,14 +119,16 @@ def check_scenarios(field: str, value: Scenarios) -> None:
 
 
 def check_cost_matches_time(prefix: str, time_hours: Scenarios, cost_usd: Scenarios,
-                            dph_total_usd: float, rel: float) -> None:
-    """The playbooks' ``cost_usd = wall_hours * dph_total`` in every scenario."""
+                            dph_total_usd: float, rel: float, transfer_usd: float = 0.0) -> None:
+    """The playbooks' ``cost_usd = wall_hours * dph_total`` in every scenario, plus any one-off
+    bandwidth charge (Vast bills downloads per TB)."""
     for name in ("optimistic", "base", "pessimistic"):
         hours = float(getattr(time_hours, name))
         cost = float(getattr(cost_usd, name))
-        expected = hours * dph_total_usd
+        expected = hours * dph_total_usd + transfer_usd
         # Cents, plus what rounding hours to 3 decimals costs at this rate.
         if not close(cost, expected, rel, abs_tol=0.01 + 0.001 * dph_total_usd):
             raise reject(f"{prefix}cost_usd.{name}", cost,
-                         f"time_hours.{name} * dph_total_usd = {expected:.4g} (within {rel:.0%})",
+                         f"time_hours.{name} * dph_total_usd{' + transfer_usd' if transfer_usd else ''} = "
+                         f"{expected:.4g} (within {rel:.0%})",
                          "time_hours are wall hours: setup/debug + training + eval/checkpoint")

@@ -162,6 +162,7 @@ class TimeCostTableEvidence(Evidence):
     time_hours: Scenarios
     cost_usd: Scenarios
     dph_total_usd: PositiveFloat
+    transfer_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     options: list[OptionRow] = Field(default_factory=list)
 
     def check(self, thresholds: Any, probe: ProbeCaps) -> None:
@@ -169,12 +170,12 @@ class TimeCostTableEvidence(Evidence):
         check_scenarios("time_hours", self.time_hours)
         check_scenarios("cost_usd", self.cost_usd)
         check_cost_matches_time("", self.time_hours, self.cost_usd, self.dph_total_usd,
-                                thresholds.cost_tolerance_rel)
+                                thresholds.cost_tolerance_rel, self.transfer_usd)
         for index, row in enumerate(self.options):
             check_scenarios(f"options[{index}].time_hours", row.time_hours)
             check_scenarios(f"options[{index}].cost_usd", row.cost_usd)
             check_cost_matches_time(f"options[{index}].", row.time_hours, row.cost_usd,
-                                    row.dph_total_usd, thresholds.cost_tolerance_rel)
+                                    row.dph_total_usd, thresholds.cost_tolerance_rel, row.transfer_usd)
 
     def summary(self, thresholds: Any) -> str:
         return (f"{self.time_hours.text()} h, ${self.cost_usd.text('{:.2f}')} (opt/base/pess) "

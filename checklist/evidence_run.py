@@ -152,7 +152,7 @@ class LiveEstimateEvidence(Evidence):
         for index, row in enumerate(self.options):
             check_scenarios(f"options[{index}].time_hours", row.time_hours)
             check_cost_matches_time(f"options[{index}].", row.time_hours, row.cost_usd, row.dph_total_usd,
-                                    t.cost_tolerance_rel)
+                                    t.cost_tolerance_rel, row.transfer_usd)
 
     def summary(self, thresholds: Any) -> str:
         return (f"{self.steps_per_s:.3g} steps/s live; {self.time_hours.text()} h, "

@@ -110,10 +110,12 @@ def plan_evidence(plan: PlanResult, setup_debug_hours: float) -> dict[str, dict[
         "pred_tokens_per_s": r.pred_tokens_per_s, "time_hours": r.time_hours.model_dump(),
         "cost_usd": r.cost_usd.model_dump(), "setup_debug_tax": r.setup_debug_tax,
         "optimization_effort": r.optimization_effort, "major_risks": [x.message for x in r.major_risks],
+        "transfer_usd": r.transfer_usd,
     } for r in plan.rows]
     return {
         "time_cost_table": {"time_hours": best.time_hours.model_dump(), "cost_usd": best.cost_usd.model_dump(),
-                            "dph_total_usd": best.dph_total_usd, "options": options},
+                            "dph_total_usd": best.dph_total_usd, "transfer_usd": best.transfer_usd,
+                            "options": options},
         "setup_debug_tax": {"setup_debug_hours": setup_debug_hours, "wall_hours": best.time_hours.base,
                             "setup_debug_tax": best.setup_debug_tax,
                             "expensive_hardware_justified": best.setup_debug_tax <= 0.25},

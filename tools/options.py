@@ -62,6 +62,7 @@ class OptionRow(BaseModel):
     reliability: float | None
     inet_down_mbps: float | None
     download_hours: float | None
+    transfer_usd: float = Field(description="Download volume at the offer's $/TB, included in cost_usd.")
 
 
 class Rejected(BaseModel):
@@ -93,6 +94,7 @@ class _Fit:
     costs: dict[str, float]
     download_h: float | None
     cpu_state: str
+    transfer_usd: float
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ def _row(rank: int, f: _Fit, run: RunSpec, setup_h: float, min_cuda: float) -> O
         major_risks=_risks(offer, e, gpu, run, f.download_h, setup_h, f.cpu_state, min_cuda),
         memory_verdict=e.memory.gpu.verdict, reliability=offer.reliability, inet_down_mbps=offer.inet_down_mbps,
         download_hours=round(f.download_h, 3) if f.download_h is not None else None,
+        transfer_usd=f.transfer_usd,
     )
 
 
@@ -247,7 +250,7 @@ def plan_options(spec: RunSpec | dict[str, Any], offers: OfferSet, *, rank: Rank
             rejected.append(Rejected(offer_id=offer.offer_id, gpu_option=label, reasons=reasons))
             continue
         fits.append(_Fit(costs["base"] if rank == "cost" else times["base"], offer, group, dph, times, costs,
-                         dl_h, cpu_state))
+                         dl_h, cpu_state, round(dl_usd, 4)))
     fits.sort(key=lambda f: (f.key, f.times["base"], f.offer.offer_id))
     # Rows are built for the shown offers only: pydantic rows for 5,000 offers would dominate the time.
     ordered = [_row(i + 1, f, run, setup_h, min_cuda) for i, f in enumerate(fits[:limit])]
