@@ -100,3 +100,11 @@ def test_baseline_gpu_must_be_in_the_catalogue() -> None:
     with pytest.raises(PreflightError) as info:
         estimate_run(spec() | {"baseline": _baseline("Voodoo 5")}, "RTX 4090")
     assert info.value.field == "spec.baseline.gpu"
+
+
+def test_mfu_depends_on_the_compute_path() -> None:
+    # HF bert-large on V100 (bench/cases): fp32 on CUDA cores reached ~0.6 of peak, fp16 tensor cores ~0.15.
+    fp32 = estimate_run(spec(precision="fp32"), "Tesla V100").throughput
+    fp16 = estimate_run(spec(precision="fp16"), "Tesla V100").throughput
+    assert fp32.mfu_assumed == pytest.approx(0.60) and fp16.mfu_assumed == pytest.approx(0.15)
+    assert fp32.mfu_playbook == fp16.mfu_playbook == 0.30

@@ -15,8 +15,9 @@ Playbook figures stay reachable beside ours:
   (the playbook's 6 * trainable would make LoRA look 50x faster than it is); attention adds
   ``12 * n_layers * q_dim * seq_len``; activation checkpointing re-runs the forward, which the
   playbook puts at "around 20% slower" (applied as x1/1.2; the extra FLOPs are reported). MFU is
-  the playbook's by tuning level, times an architecture factor where measurements show the GPU
-  generation matters (A100: x1.35). Cold estimates are low confidence.
+  the playbook's by tuning level, times a factor where measurements show the path matters (A100
+  tensor cores x1.35, V100 tensor cores x0.5, fp32 on CUDA cores x2). Cold estimates are low
+  confidence.
 
 Scenarios (playbook 3): optimistic ``x1.2``, base ``x1.0``, pessimistic ``x0.6``.
 """
@@ -42,6 +43,11 @@ MFU_ARCH_FACTOR = {"ampere": 1.35}
 """Refined MFU = playbook MFU x this. A100 runs reach 50-64% MFU (llm-foundry, torchtitan, TinyLlama)
 where H100 runs reach 40-46%: Hopper's peak grew faster than its memory bandwidth. Other
 architectures keep the playbook's figures until measurements say otherwise."""
+MFU_FP32_CUDA_CORE_FACTOR = 2.0
+"""Training in fp32 runs on CUDA cores, whose peak is far easier to approach than a tensor-core peak:
+HF's bert-large on V100 reached 0.6 of the FP32 peak (``bench/cases``: hf-bert-large fp32 rows)."""
+MFU_VOLTA_TENSOR_FACTOR = 0.5
+"""V100 tensor cores: the same bert-large in fp16 reached 0.15-0.16 of the 125 TFLOPS peak."""
 CHECKPOINTING_FACTOR = 1 / 1.2
 """Playbook §4: gradient checkpointing is "often around 20% slower". Measured tuned stacks lose less
 than the full recompute FLOPs suggest (llm-foundry's checkpointed rows keep 38-43% MFU on H100)."""
@@ -106,7 +112,13 @@ def cold_estimate(m: ResolvedModel, t: TrainingSpec, gpu: ResolvedGpu, params_tr
     peak, note = gpu.peak_tflops(t.precision)
     peak_total = peak * t.num_gpus
     mfu_playbook = MFU_BY_TUNING[t.tuning]
-    mfu = t.mfu if t.mfu is not None else mfu_playbook * MFU_ARCH_FACTOR.get(gpu.architecture, 1.0)
+    if t.mfu is not None:
+        mfu = t.mfu
+    elif t.precision == "fp32" or (not gpu.bf16_tflops and not gpu.fp16_tflops):
+        mfu = mfu_playbook * MFU_FP32_CUDA_CORE_FACTOR
+    else:
+        tensor_factor = MFU_VOLTA_TENSOR_FACTOR if gpu.architecture == "volta" else 1.0
+        mfu = mfu_playbook * MFU_ARCH_FACTOR.get(gpu.architecture, 1.0) * tensor_factor
     base = peak_total * 1e12 * mfu / fpt.model
     notes = [note] if note else []
     if t.method == "qlora":
