@@ -139,6 +139,23 @@ def register(mcp: MCPServer) -> None:
                    [[h.run_id or h.target or h.pane_id, h.state, h.reason] for h in report.heartbeats[:50]])
         return result(report, md)
 
+    @mcp.resource("preflight://runs/{run_id}", mime_type="application/json")
+    def run_status(run_id: str) -> str:
+        """A recorded run and its heartbeat now (state, exit code, seconds since output, log growth)."""
+        import json
+
+        from mcp.server.mcpserver.exceptions import ResourceError
+
+        from gpu_preflight.tools.dispatch import get_run
+        from gpu_preflight.tools.errors import PreflightError
+
+        try:
+            run = get_run(run_id)
+            hb = heartbeat(run_id, None)
+        except PreflightError as exc:
+            raise ResourceError(exc.one_line()) from exc
+        return json.dumps({"run": run.model_dump(mode="json"), "heartbeat": hb.model_dump(mode="json")})
+
     @mcp.tool(name="list_panes", annotations=READ_ONLY)
     def list_panes_tool(socket_name: SocketName = None, socket_path: SocketPath = None
                         ) -> Annotated[CallToolResult, PaneList]:

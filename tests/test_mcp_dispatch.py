@@ -97,6 +97,10 @@ async def test_launch_is_refused_while_the_gate_is_closed_and_types_nothing(
     run = launched.structured_content["run"]
     assert launched.structured_content["dispatch"]["status"] == "submitted"
     assert run["override_reason"] == "smoke test of the launcher itself" and run["checklist_id"] == cid
+    # The run's status is a resource too.
+    read = await mcp_client.read_resource(f"preflight://runs/{run['run_id']}")
+    status = json.loads(read.contents[0].text)  # type: ignore[union-attr]
+    assert status["run"]["run_id"] == run["run_id"] and status["heartbeat"]["state"]
 
 
 @pytest.mark.anyio

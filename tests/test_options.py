@@ -110,6 +110,15 @@ def test_each_derived_risk(changes: dict[str, Any], code: str) -> None:
     assert code not in _codes(plan_options(LORA_1B, offers(RAW_4090)))
 
 
+def test_tight_host_ram_is_a_risk_not_a_rejection() -> None:
+    offload = spec(model={"name": "llama-3.2-1b"}, sharding="zero2", offload="optimizer")
+    need = estimate_run(offload, "RTX 4090").memory.cpu.required_gb
+    # A host whose share is 90% of the need... no: share just above the need (close_to_limit band).
+    host = variant(cpu_ram=need * 1000 / 0.9 * 0.9 + 1000, gpu_frac=1.0)
+    plan = plan_options(offload, offers(host))
+    assert "cpu_ram_tight" in _codes(plan)
+
+
 def test_unknown_gpu_falls_back_to_vast_fp32_and_says_so() -> None:
     row = plan_options(LORA_1B, offers(variant(gpu_name="RTX 9999", total_flops=90.0))).rows[0]
     assert row.tflops_source == "vast_fp32" and row.tflops == pytest.approx(90.0)
