@@ -44,7 +44,7 @@ def run_plan(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.spec import load_spec_file
 
     spec = load_spec_file(args.spec)
-    offers = offers_for(spec, offers_file=args.offers, live_query=args.live)
+    offers = offers_for(spec, offers_file=args.offers, live_query=args.live, field="--offers")
     plan = plan_options(spec, offers, rank=args.rank, max_usd=args.max_usd, max_hours=args.max_hours,
                         limit=args.limit)
     if args.checklist:
@@ -64,7 +64,8 @@ def run_offers(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.planning import offers_for
     from gpu_preflight.tools.render import table
 
-    offers = offers_for(None, offers_file=args.offers, live_query=args.live, storage_gb=args.storage_gb)
+    offers = offers_for(None, offers_file=args.offers, live_query=args.live, storage_gb=args.storage_gb,
+                        field="--offers")
     if args.json:
         sys.stdout.write(json.dumps({
             "captured_at": offers.captured_at.isoformat() if offers.captured_at else None, "source": offers.source,

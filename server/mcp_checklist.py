@@ -44,7 +44,7 @@ from gpu_preflight.tools.errors import PreflightError
 SETS_SPEC = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 """Replaces the checklist's spec: writes local state, and the same spec twice changes nothing."""
 
-ChecklistIdArg = Annotated[str, Field(max_length=64, description="The id checklist_start returned (ck-<12 hex>).")]
+ChecklistIdArg = Annotated[str, Field(max_length=64, description="From checklist_start.")]
 PolicyArg = Annotated[
     Literal["pre-estimate", "run-calibrated"],
     Field(description="pre-estimate: five numbers before a long run (hard gate). "

@@ -76,11 +76,8 @@ def register(mcp: MCPServer) -> None:
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, DispatchResult]:
-        """Send a command (shell) or a prompt (tui: Claude Code, Codex...) into a tmux pane and prove it started.
-
-        Status submitted / queued / unconfirmed / refused / lost, with Enter count, latency and the pane
-        lines that prove it. Refuses a busy pane or one holding someone else's text rather than typing.
-        """
+        """Send a command (shell) or an agent prompt (tui) into a tmux pane and prove it started:
+        submitted/queued/unconfirmed/refused/lost, Enter count, latency, evidence lines."""
         await ctx.report_progress(0, 1, f"dispatching to {target}")
         with tool_errors():
             d = await anyio.to_thread.run_sync(

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from gpu_preflight.server._errors import tool_errors
 from gpu_preflight.server.annotations import READ_ONLY
-from gpu_preflight.server.schemas import ChecklistArg, GpuArg, PriceArg, SpecArg, result
+from gpu_preflight.server.schemas import ChecklistArg, FullSpecArg, GpuArg, PriceArg, SpecArg, result
 from gpu_preflight.tools.estimate import GpuSummary, MemoryEstimate, ModelSummary, RunEstimate, estimate_run
 from gpu_preflight.tools.render import fmt_scenarios, table
 from gpu_preflight.tools.spec import parse_spec
@@ -43,11 +43,8 @@ def register(mcp: MCPServer) -> None:
     def estimate_memory(
         spec: SpecArg, gpu: GpuArg, checklist_id: ChecklistArg = None
     ) -> Annotated[CallToolResult, MemoryAnswer]:
-        """GPU VRAM, host RAM, disk and network fit of a run spec on a GPU (playbook 1.1-1.3).
-
-        Returns the refined peak (peak_gb ~ max_memory_reserved), the playbook's 1.2x figure
-        (required_gb), a pass/high_oom_risk/fail verdict with the component breakdown, and advice.
-        """
+        """VRAM, host RAM, disk and network fit (playbook 1.1-1.3): refined peak_gb, the playbook's
+        required_gb, a pass/high_oom_risk/fail verdict, breakdown and advice."""
         with tool_errors():
             e = estimate_run(spec, gpu)
             _attach(checklist_id, spec, e, "estimate_memory")
@@ -62,11 +59,8 @@ def register(mcp: MCPServer) -> None:
 
     @mcp.tool(annotations=READ_ONLY)
     def estimate_throughput(spec: SpecArg, gpu: GpuArg) -> Annotated[CallToolResult, ThroughputAnswer]:
-        """Predicted tokens/s (optimistic/base/pessimistic) for a spec on a GPU.
-
-        Baseline-scaled when the spec has a `baseline` (measured tokens/s on a named GPU), else a
-        cold estimate from dense bf16 peak x MFU / FLOPs per token (low confidence).
-        """
+        """Predicted tokens/s (opt/base/pess): baseline-scaled when the spec has a baseline, else cold
+        from dense bf16 peak x MFU (low confidence)."""
         with tool_errors():
             e = estimate_run(spec, gpu)
         tp = e.throughput
@@ -77,7 +71,7 @@ def register(mcp: MCPServer) -> None:
     # Named estimate_run on the wire; the Python name avoids shadowing the domain function.
     @mcp.tool(name="estimate_run", annotations=READ_ONLY)
     def estimate_run_tool(
-        spec: SpecArg, gpu: GpuArg, dph_total_usd: PriceArg = None, checklist_id: ChecklistArg = None
+        spec: FullSpecArg, gpu: GpuArg, dph_total_usd: PriceArg = None, checklist_id: ChecklistArg = None
     ) -> Annotated[CallToolResult, RunEstimate]:
         """Everything for one spec on one GPU: memory fit, throughput, time and cost in three
         scenarios, setup/debug tax, the optimization menu and the first-10-minute validation gates.
@@ -90,6 +84,21 @@ def register(mcp: MCPServer) -> None:
             e = estimate_run(spec, gpu, dph_total_usd)
             _attach(checklist_id, spec, e, "estimate_run")
         return result(e, estimate_markdown(e))
+
+    @mcp.resource("preflight://schema/run-spec", mime_type="application/json")
+    def run_spec_schema() -> str:
+        """The run spec's full JSON schema: every field with its unit, bounds and meaning."""
+        from gpu_preflight.server.schemas import FULL_SPEC_SCHEMA
+
+        return json.dumps(FULL_SPEC_SCHEMA)
+
+    @mcp.resource("preflight://models", mime_type="application/json")
+    def model_presets() -> str:
+        """Model presets (name, parameter count, shape, source) usable as spec.model.name."""
+        from gpu_preflight.tools.modelshape import preset_names, resolve_model
+        from gpu_preflight.tools.spec import ModelSpec
+
+        return json.dumps([resolve_model(ModelSpec(name=n)).model_dump() for n in preset_names()])
 
     @mcp.resource("preflight://gpus", mime_type="application/json")
     def gpu_catalogue() -> str:

@@ -45,12 +45,8 @@ def register(mcp: MCPServer) -> None:
         limit: Annotated[int, Field(ge=1, le=200, description="Rows to return.")] = 20,
         checklist_id: ChecklistArg = None,
     ) -> Annotated[CallToolResult, PlanResult]:
-        """The playbook's option table: a spec over real offers (recorded, live, or the bundled snapshot).
-
-        Offers failing a hard fit check (GPU memory, CPU RAM, disk, network, budget) are listed in
-        `rejected` with reasons; rows carry time/cost opt/base/pess, tax, effort, major risks, and a
-        one-line recommendation. With checklist_id, fills time_cost_table and setup_debug_tax.
-        """
+        """The playbook's option table over real offers (file, live, or bundled): ranked rows with
+        time/cost opt/base/pess, tax, effort, risks; `rejected` with reasons; a recommendation."""
         with tool_errors():
             run = parse_spec(spec)
             if live_query:
@@ -74,10 +70,8 @@ def register(mcp: MCPServer) -> None:
                                                   description="Disk to price a live search for, GB.")] = None,
         limit: Annotated[int, Field(ge=1, le=500)] = 64,
     ) -> Annotated[CallToolResult, OffersAnswer]:
-        """Vast offers normalized to units-in-names (GB per GPU, Mbit/s, $/h incl. storage), live or recorded.
-
-        Use plan_options for the ranked table; this answers "what is on offer" and why records were skipped.
-        """
+        """Vast offers normalized (GB per GPU, Mbit/s, $/h incl. storage), live or recorded, and the
+        records skipped. For the ranked table use plan_options."""
         with tool_errors():
             found = await anyio.to_thread.run_sync(
                 lambda: offers_for(None, offers_file=offers_file, live_query=live_query, storage_gb=storage_gb,

@@ -173,7 +173,14 @@ def register(mcp: MCPServer) -> None:
                 raise PreflightError("text/path", "both" if text else "neither", "exactly one of text or path")
             if path is not None and not Path(path).is_file():
                 raise PreflightError("path", path, "an existing readable file")
-            got = ingest(Path(path) if path is not None else (text or ""), fmt=fmt, regex=regex)
+            try:
+                got = ingest(Path(path) if path is not None else (text or ""), fmt=fmt, regex=regex)
+            except PreflightError as exc:
+                if exc.field != "fmt" or text is None:
+                    raise
+                # Given as text, it is never a file name: say how to name the format instead.
+                raise PreflightError("fmt", fmt, exc.allowed, "format not detected in text: pass fmt or a regex "
+                                     "with named groups") from None
         shown, omitted = _capped([_lean(x) for x in got.samples], max_samples)
         summary = summarize(got)
         answer = IngestAnswer(format=got.format, sample_count=len(got.samples), skipped_lines=got.skipped_lines,

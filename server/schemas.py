@@ -133,7 +133,6 @@ SPEC_FIELDS = (
 )
 SPEC_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "description": SPEC_FIELDS,
     "required": ["model", "training", "target"],
     "properties": {k: {"type": "object"} for k in ("model", "training", "target", "overheads", "baseline")},
 }
@@ -149,19 +148,21 @@ GPU_SCHEMA: dict[str, Any] = {
 SpecArg = Annotated[
     dict[str, Any],
     WithJsonSchema(SPEC_SCHEMA),
-    Field(description="The run spec, same format as a spec file."),
+    Field(description="Run spec (fields: see estimate_run)."),
 ]
+FullSpecArg = Annotated[dict[str, Any], WithJsonSchema(SPEC_SCHEMA), Field(description=SPEC_FIELDS)]
+"""The one place the field list is spelled out in ``tools/list`` (on estimate_run), to keep it small."""
 GpuArg = Annotated[
     str | dict[str, Any],
     WithJsonSchema(GPU_SCHEMA),
-    Field(description='Catalogue name as Vast spells it ("H100 SXM", "RTX 4090"; resource preflight://gpus) '
-          "or an object with gpu_ram_gb, bf16_tflops, hbm_bw_gbps per GPU."),
+    Field(description='Catalogue name ("H100 SXM"; resource preflight://gpus) or '
+          "{gpu_ram_gb, bf16_tflops, hbm_bw_gbps} per GPU."),
 ]
 PriceArg = Annotated[
-    float | None, Field(default=None, description="Price per hour of the whole machine (Vast dph_total), USD.")
+    float | None, Field(default=None, description="Machine $/h (Vast dph_total).")
 ]
 ChecklistArg = Annotated[
-    str | None, Field(default=None, max_length=64, description="Attach the result as evidence to this checklist.")
+    str | None, Field(default=None, max_length=64, description="Checklist to attach the result to.")
 ]
 
 

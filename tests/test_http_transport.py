@@ -9,80 +9,31 @@ Everything binds to loopback, every wait is bounded, and the server is terminate
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
+from helpers_http import TOKEN, HttpServer, http_server, serve_cmd
 from helpers_spec import spec
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from gpu_preflight.server.http_auth import BearerTokenMiddleware, is_loopback, read_token, transport_security
 
-TOKEN = "test-token-0123456789abcdef"
-STARTUP_S = 30.0
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}}
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
 
-@dataclass(frozen=True)
-class HttpServer:
-    url: str
-    port: int
-    stderr_path: Path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _serve_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "gpu_preflight.server", "serve", *args]
-
-
 @pytest.fixture(scope="module")
 def http_preflight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
     """One ``preflight serve --http`` for the module, with its own state dir and a token in the env."""
-    tmp = tmp_path_factory.mktemp("http")
-    env = {**os.environ, "PREFLIGHT_STATE_DIR": str(tmp / "state"), "PREFLIGHT_HTTP_TOKEN": TOKEN}
-    for attempt in range(3):  # a free port can be taken between the probe and the bind: retry, bounded
-        port = _free_port()
-        stderr_path = tmp / f"serve-{attempt}.err"
-        with stderr_path.open("wb") as err:
-            proc = subprocess.Popen(_serve_cmd("--http", "--port", str(port)), env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + STARTUP_S
-        while time.monotonic() < deadline and proc.poll() is None:
-            if "serving MCP" in stderr_path.read_text(errors="replace"):
-                break
-            time.sleep(0.05)
-        if proc.poll() is None and "serving MCP" in stderr_path.read_text(errors="replace"):
-            break
-        proc.kill()
-        proc.wait(timeout=10)
-    else:
-        pytest.fail(f"preflight serve --http did not start: {stderr_path.read_text(errors='replace')[-2000:]}")
-    try:
-        yield HttpServer(url=f"http://127.0.0.1:{port}/mcp", port=port, stderr_path=stderr_path)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    with http_server(tmp_path_factory.mktemp("http")) as srv:
+        yield srv
 
 
 def _post(url: str, headers: dict[str, str]) -> httpx2.Response:
@@ -151,7 +102,7 @@ def test_foreign_origin_is_refused_403(http_preflight: HttpServer) -> None:
 def test_non_loopback_bind_without_token_exits_2_with_one_line(tmp_path: Path) -> None:
     # 192.0.2.1 (TEST-NET-1) is not on this machine: even a broken check could not expose anything.
     env = {k: v for k, v in os.environ.items() if k != "PREFLIGHT_HTTP_TOKEN"}
-    done = subprocess.run(_serve_cmd("--http", "--host", "192.0.2.1", "--port", "8765"), env=env,
+    done = subprocess.run(serve_cmd("--http", "--host", "192.0.2.1", "--port", "8765"), env=env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
@@ -160,7 +111,7 @@ def test_non_loopback_bind_without_token_exits_2_with_one_line(tmp_path: Path) -
 
 
 def test_stdio_flags_need_http(tmp_path: Path) -> None:
-    done = subprocess.run(_serve_cmd("--port", "8765"), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+    done = subprocess.run(serve_cmd("--port", "8765"), stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--port" in done.stderr
 

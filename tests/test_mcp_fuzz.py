@@ -58,7 +58,7 @@ ONE_LINE = re.compile(r"^(?P<field>[^\n:]+?): got .*; allowed: ", re.S)
 # purpose, and a closed gate ("gate.probe: got [missing items]; allowed: ...") says what to supply instead.
 STATE_REFUSALS = frozenset({"Vast API key", "gate"})
 # Known gaps, each pinned by a strict xfail below so that fixing it fails the suite until it is removed here.
-KNOWN_GAPS = {("ingest_nvidia_smi", "format"), ("search_offers", "offers"), ("plan_options", "offers")}
+KNOWN_GAPS: set[tuple[str, str]] = set()
 
 TMUX_KEYS = ["C-c", "C-d", "C-z", "Enter", "Escape", "BSpace", "\x1b[201~", "\x1b[200~", "\x03", "\x04", "\r\n",
              "q", "y\n", "; kill-server", "$(rm -rf ~)", "`id`", "%0", "-t", "--", "../../etc/passwd"]
@@ -334,11 +334,9 @@ def test_every_listed_tool_survives_a_fixed_sweep(mode: str) -> None:
         anyio.run(exercise, mode, calls, box)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (see KNOWN_GAPS): the refusal names a field the tool does not have")
 @pytest.mark.parametrize(("name", "arguments", "field"), [
-    # tools/telemetry/ingest.py: says "format: got <the text>" and "(no such file)" for undetectable text.
+    # Regression: these refusals once named "format" / "offers", which the tools do not have.
     ("ingest_nvidia_smi", {"text": "garbage"}, "fmt"),
-    # tools/offers.py / planning.py: the argument is offers_file (the CLI's --offers).
     ("search_offers", {"offers_file": "/nonexistent.json"}, "offers_file"),
     ("plan_options", {"spec": spec(), "offers_file": "/nonexistent.json"}, "offers_file"),
 ])

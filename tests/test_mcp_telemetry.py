@@ -99,7 +99,7 @@ async def test_ingest_path_and_text_compact(mcp_client: Client) -> None:
     ({}, "text/path: got 'neither'; allowed: exactly one of text or path"),
     ({"text": "x", "path": "/etc/hostname"}, "text/path: got 'both'"),
     ({"path": "/no/such/file.log"}, "path: got '/no/such/file.log'; allowed: an existing readable file"),
-    ({"text": "hello\nworld\n"}, "format: got '(undetected)'"),
+    ({"text": "hello\nworld\n"}, "fmt: got None"),
     ({"text": "iter 1: loss 2.0, time 10ms", "fmt": "nvidia"}, "fmt: got 'nvidia'"),
 ])
 async def test_ingest_bad_input_is_one_line(mcp_client: Client, arguments: dict[str, Any], needle: str) -> None:

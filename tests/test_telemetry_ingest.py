@@ -122,7 +122,7 @@ def test_regex_implies_regex_format() -> None:
 def test_undetectable_text_and_missing_file() -> None:
     with pytest.raises(PreflightError) as err:
         ingest("hello\nworld\n")
-    assert err.value.field == "format" and "fmt=" in err.value.hint
+    assert err.value.field == "fmt" and "fmt=" in err.value.hint
     with pytest.raises(PreflightError) as err:
         ingest("/no/such/run.log")
     assert err.value.hint == "no such file"

@@ -29,12 +29,18 @@ def planned_disk_gb(spec: RunSpec) -> float:
 
 
 def offers_for(spec: RunSpec | None, *, offers_file: str | None = None, live_query: str | None = None,
-               storage_gb: float | None = None, limit: int = 64) -> OfferSet:
+               storage_gb: float | None = None, limit: int = 64, field: str = "offers_file") -> OfferSet:
+    """``field`` is what the caller calls the file argument (``offers_file`` in MCP, ``--offers`` in the CLI)."""
     if offers_file and live_query:
-        raise PreflightError("offers", "both a file and a live query", "one of offers_file / live_query")
+        raise PreflightError(field, "both a file and a live query", f"one of {field} / live_query")
     if live_query:
         from gpu_preflight.tools.offers_live import search_live
 
         disk = storage_gb if storage_gb is not None else (planned_disk_gb(spec) if spec is not None else 50.0)
         return search_live(live_query, storage_gb=max(1.0, round(disk)), limit=limit)
-    return load_offers(offers_file or snapshot_path())
+    try:
+        return load_offers(offers_file or snapshot_path())
+    except PreflightError as exc:
+        if exc.field != "offers":
+            raise
+        raise PreflightError(field, exc.got, exc.allowed, exc.hint) from None

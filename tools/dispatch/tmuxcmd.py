@@ -16,10 +16,12 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-
-import libtmux
+from typing import TYPE_CHECKING
 
 from gpu_preflight.tools.errors import PreflightError
+
+if TYPE_CHECKING:  # libtmux costs ~40 ms to import and is needed only by libtmux_server()
+    import libtmux
 
 DEFAULT_TIMEOUT_S = 5.0
 """Generous for one tmux round trip (~2 ms when healthy); long enough to survive a loaded host."""
@@ -146,6 +148,8 @@ class Tmux:
 
     def libtmux_server(self) -> libtmux.Server:
         """The same server as a libtmux object (no timeouts there: keep it off hot paths)."""
+        import libtmux
+
         return libtmux.Server(socket_name=self.socket_name, socket_path=self.socket_path)
 
 

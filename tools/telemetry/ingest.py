@@ -125,7 +125,7 @@ def ingest(
     if chosen is None:
         looks_like_path = "\n" not in text and len(text) < 300
         hint = "no such file" if looks_like_path else "pass fmt=... or a regex with named groups"
-        raise PreflightError("format", text[:60] if looks_like_path else "(undetected)", ", ".join(ALL_FORMATS), hint)
+        raise PreflightError("fmt", text[:60] if looks_like_path else "(undetected)", ", ".join(ALL_FORMATS), hint)
     parser = make_parser(chosen, regex=regex, columns=columns)
     samples = parser.feed_text(text)
     return IngestResult(
