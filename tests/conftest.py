@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from helpers_tmux import TmuxTestServer
+from mcp import Client
+
+from gpu_preflight.server.app import create_server
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +22,14 @@ def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# "legacy" is the initialize handshake Claude Code and Codex use over stdio; "auto" is the 2026 protocol.
+@pytest.fixture(params=["auto", "legacy"])
+async def mcp_client(request: pytest.FixtureRequest) -> AsyncIterator[Client]:
+    """A real MCP client session, in process, on a fresh server (never named ``server``: libtmux owns that)."""
+    async with Client(create_server(), mode=request.param) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

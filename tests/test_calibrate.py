@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_probe import PROBE as BASE_PROBE
+from helpers_probe import SPEC
 
 from gpu_preflight.checklist import checklist_status, load_policy, record_evidence, start_checklist
 from gpu_preflight.checklist.examples import example
@@ -32,17 +34,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 NANOGPT = FIXTURES / "logs/nanogpt_a100_issue178_mfu.log"
 V100_SMI = FIXTURES / "nvidia-smi/query_csv_units_v100_aau_2020-11-12.csv"
 RAW_4090: dict[str, Any] = json.loads((FIXTURES / "vast/rtx4090_guangxi_cli_raw_2024.json").read_text())[0]
-SPEC: dict[str, Any] = {
-    "model": {"name": "llama-3.2-1b"},
-    "training": {"method": "lora", "lora_rank": 16, "seq_len": 2048, "micro_batch": 2},
-    "target": {"target_steps": 36000},
-    "overheads": {"setup_debug_hours": 1.0, "eval_runtime_s": 40.0, "eval_every_steps": 1000},
-}
-PROBE: dict[str, Any] = {
-    "gpu": "RTX 4090", "median_step_time_s": 0.5, "steps_measured": 50, "dph_total_usd": 2.5,
-    "setup_debug_hours_so_far": 0.5, "eval_runtime_s": 40.0, "gpu_util_pct": 88.0, "mem_util_pct": 55.0,
-    "vram_used_gb": 20.0, "gpu_ram_gb": 24.0, "probe_minutes": 8.0, "predicted_tokens_per_s": 10000.0,
-}
+PROBE: dict[str, Any] = {**BASE_PROBE, "predicted_tokens_per_s": 10000.0}
 
 
 def offer(offer_id: int, gpu: str = "RTX 4090", dph: float = 2.0, gpu_ram_mib: int = 24564) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import TextContent
 
 from gpu_preflight.checklist.examples import example
-from gpu_preflight.server.app import create_server
 
 pytestmark = pytest.mark.anyio
 
@@ -32,10 +30,6 @@ RUN_ITEMS = ["stage_a_checks", "probe_measurements", "live_estimate", "setup_deb
 UNKNOWN = "ck-000000000000"
 
 
-@pytest.fixture(params=["auto", "legacy"])
-async def mcp_client(request: pytest.FixtureRequest) -> AsyncIterator[Client]:
-    async with Client(create_server(), mode=request.param) as client:
-        yield client
 
 
 def _llama() -> dict[str, Any]:

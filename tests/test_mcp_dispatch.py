@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,9 @@ from helpers_tmux import TmuxTestServer, retry_until
 from mcp import Client
 from mcp.types import TextContent
 
-from gpu_preflight.server.app import create_server
-
 APPS = Path(__file__).parent / "tui_apps"
 
 
-@pytest.fixture(params=["auto", "legacy"])
-async def mcp_client(request: pytest.FixtureRequest) -> AsyncIterator[Client]:
-    async with Client(create_server(), mode=request.param) as client:
-        yield client
 
 
 async def _call(client: Client, tool: str, **arguments: Any) -> Any:

@@ -5,23 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import AsyncIterator
 
 import pytest
 from helpers_spec import EXAMPLES, spec
 from mcp import Client, StdioServerParameters
 from mcp.types import TextContent
 
-from gpu_preflight.server.app import create_server
-
 pytestmark = pytest.mark.anyio
 
 
-# "legacy" is the initialize handshake Claude Code and Codex use over stdio; "auto" is the 2026 protocol.
-@pytest.fixture(params=["auto", "legacy"])
-async def mcp_client(request: pytest.FixtureRequest) -> AsyncIterator[Client]:
-    async with Client(create_server(), mode=request.param) as client:
-        yield client
 
 
 def _text(result: object) -> str:

@@ -6,37 +6,20 @@ import copy
 import json
 import shutil
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_probe import PROBE, SPEC
 from mcp import Client
 from mcp.types import TextContent
-
-from gpu_preflight.server.app import create_server
 
 pytestmark = pytest.mark.anyio
 FIXTURES = Path(__file__).parent / "fixtures"
 NANOGPT = FIXTURES / "logs/nanogpt_a100_issue178_mfu.log"
 V100_SMI = FIXTURES / "nvidia-smi/query_csv_units_v100_aau_2020-11-12.csv"
-SPEC: dict[str, Any] = {
-    "model": {"name": "llama-3.2-1b"},
-    "training": {"method": "lora", "lora_rank": 16, "seq_len": 2048, "micro_batch": 2},
-    "target": {"target_steps": 36000},
-    "overheads": {"setup_debug_hours": 1.0, "eval_runtime_s": 40.0, "eval_every_steps": 1000},
-}
-PROBE: dict[str, Any] = {
-    "gpu": "RTX 4090", "median_step_time_s": 0.5, "steps_measured": 50, "dph_total_usd": 2.5,
-    "setup_debug_hours_so_far": 0.5, "eval_runtime_s": 40.0, "gpu_util_pct": 88.0, "mem_util_pct": 55.0,
-    "vram_used_gb": 20.0, "gpu_ram_gb": 24.0, "probe_minutes": 8.0,
-}
 
 
-@pytest.fixture(params=["auto", "legacy"])
-async def mcp_client(request: pytest.FixtureRequest) -> AsyncIterator[Client]:
-    async with Client(create_server(), mode=request.param) as client:
-        yield client
 
 
 def _text(result: object) -> str:
