@@ -47,14 +47,12 @@ SETS_SPEC = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempo
 ChecklistIdArg = Annotated[str, Field(max_length=64, description="From checklist_start.")]
 PolicyArg = Annotated[
     Literal["pre-estimate", "run-calibrated"],
-    Field(description="pre-estimate: five numbers before a long run (hard gate). "
-                      "run-calibrated: minimal checks, a capped probe, then keep/switch/kill."),
+    Field(description="pre-estimate: hard gate before a long run; run-calibrated: probe first, then decide."),
 ]
 OptionalSpecArg = Annotated[
     dict[str, Any] | None,
     WithJsonSchema({"anyOf": [SPEC_SCHEMA, {"type": "null"}]}),
-    Field(default=None, description="The run spec the evidence must be computed for (same format as estimate_run's "
-                                    "spec). Omit to adopt the spec of the first estimate attached."),
+    Field(default=None, description="Run spec the evidence must match; omit to adopt the first estimate's."),
 ]
 ItemArg = Annotated[str, Field(max_length=64, description="An item id from checklist_start, e.g. memory_fit.")]
 # Typed Any but declared an object: the engine's refusal ("memory_fit: got 'fits'; allowed: a JSON object
@@ -62,15 +60,13 @@ ItemArg = Annotated[str, Field(max_length=64, description="An item id from check
 EvidenceArg = Annotated[
     Any,
     WithJsonSchema({"type": "object", "additionalProperties": True}),
-    Field(description="One JSON object with the item's required_fields (and any optional_fields) from "
-                      "checklist_start; units are in the field names (_gb, _hours, _usd, _pct)."),
+    Field(description="The item's required_fields (see checklist_start); units in the names."),
 ]
-KindArg = Annotated[Literal["probe", "full"], Field(description="probe: a capped calibration run; full: the long run.")]
+KindArg = Annotated[Literal["probe", "full"], Field(description="probe: capped calibration run; full: the long run.")]
 OverrideArg = Annotated[
     str | None,
     Field(default=None, max_length=1000,
-          description="Launch although the gate is closed: a written reason (>= 8 characters), recorded in the "
-                      "audit with the missing items. Omit unless a person agreed."),
+          description="Written reason to pass a closed gate (audited). Only if a person agreed."),
 ]
 OfferArg = Annotated[
     str | None, Field(default=None, max_length=200, description="The offer the run will use (checked after a switch).")
@@ -110,13 +106,11 @@ def _start_markdown(view: ChecklistView) -> str:
 def register(mcp: MCPServer) -> None:
     @mcp.tool(annotations=RECORDS_STATE)
     def checklist_start(
-        run_name: Annotated[str, Field(max_length=200, description="A name for the run, shown in the report.")],
+        run_name: Annotated[str, Field(max_length=200, description="Run name, shown in the report.")],
         policy: PolicyArg,
         spec: OptionalSpecArg = None,
     ) -> Annotated[CallToolResult, ChecklistView]:
-        """Start a pre-run checklist before renting or launching; returns its id (pass it to every later
-        call, including estimate_run's checklist_id) and each item with its fields and the tools that fill it.
-        """
+        """Start a pre-run checklist: its id (pass as checklist_id later), each item's fields and tools."""
         with tool_errors():
             view = start_checklist(run_name, policy, checklist_spec(spec))
         return result(view, _start_markdown(view))
@@ -125,10 +119,7 @@ def register(mcp: MCPServer) -> None:
     def checklist_record(
         checklist_id: ChecklistIdArg, item: ItemArg, evidence: EvidenceArg
     ) -> Annotated[CallToolResult, RecordAnswer]:
-        """Supply one item's evidence yourself (numbers no estimator tool attached, probe measurements, a
-        keep/switch/kill decision). It is validated for types, units and consistency; a refusal names the
-        field. Returns the item's state, the gate booleans and the next step.
-        """
+        """Record one item's evidence yourself; validated for types, units, consistency. Returns state, gates."""
         with tool_errors():
             state = record_evidence(checklist_id, item, evidence, source="checklist_record")
             status = checklist_status(checklist_id)
@@ -140,18 +131,14 @@ def register(mcp: MCPServer) -> None:
     # Named checklist_status / checklist_report on the wire; the Python names avoid shadowing the engine.
     @mcp.tool(name="checklist_status", annotations=READ_ONLY)
     def checklist_status_tool(checklist_id: ChecklistIdArg) -> Annotated[CallToolResult, ChecklistStatus]:
-        """Where a checklist stands, in one short answer: each item done/missing/stale/failed with a
-        reason, whether the gate is open for a probe and for the full run, what is missing, the next step.
-        """
+        """Each item done/missing/stale/failed, the probe and full gates, what is missing, the next step."""
         with tool_errors():
             status = checklist_status(checklist_id)
         return result(status, status_markdown(status))
 
     @mcp.tool(name="checklist_report", annotations=READ_ONLY)
     def checklist_report_tool(checklist_id: ChecklistIdArg) -> Annotated[CallToolResult, ReportAnswer]:
-        """The whole pre-estimate as markdown to publish before launch: memory fit numbers, option table,
-        tax, validation gates and abort thresholds, the gates and every decision with override reasons.
-        """
+        """The pre-estimate as markdown to publish before launch."""
         with tool_errors():
             markdown = checklist_report(checklist_id)
         return result(ReportAnswer(checklist_id=checklist_id, markdown=markdown), markdown)
@@ -161,9 +148,7 @@ def register(mcp: MCPServer) -> None:
         checklist_id: ChecklistIdArg,
         spec: Annotated[dict[str, Any], WithJsonSchema(SPEC_SCHEMA), Field(description="The new run spec.")],
     ) -> Annotated[CallToolResult, ChecklistStatus]:
-        """Call when the plan changes (micro-batch, GPUs, seq_len...): the new spec becomes the checklist's,
-        evidence computed for the old one turns stale and closes the gates until re-supplied. Returns the status.
-        """
+        """After a plan change (batch, GPUs...): set the new spec; evidence for the old one turns stale."""
         with tool_errors():
             normalized = checklist_spec(spec)
             assert normalized is not None
@@ -174,9 +159,7 @@ def register(mcp: MCPServer) -> None:
     def gate_check(
         checklist_id: ChecklistIdArg, kind: KindArg, override_reason: OverrideArg = None, offer: OfferArg = None
     ) -> Annotated[CallToolResult, GateDecision]:
-        """Ask before launching a probe or a full run: allowed true means go (for a probe, within the step
-        and minute caps returned); false means do not launch, with the missing items. Every check is recorded.
-        """
+        """May a probe or full run launch? allowed + missing items (+ probe caps). Every check is recorded."""
         with tool_errors():
             decision = decide(checklist_id, kind, override_reason, offer)
         return result(decision, gate_markdown(decision))

@@ -99,8 +99,7 @@ def register(mcp: MCPServer) -> None:
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, LaunchResult]:
-        """Launch a training run only if the checklist gate allows `kind`; dispatch it with confirmation and
-        record the run (id for heartbeat/run_check). A closed gate is a tool error listing what is missing."""
+        """Launch a run if the checklist gate allows `kind`, with confirmed dispatch; records it (run_id)."""
         await ctx.report_progress(0, 1, f"gate check, then launch into {target}")
         with tool_errors():
             launched = await anyio.to_thread.run_sync(lambda: launch_run(
@@ -117,8 +116,7 @@ def register(mcp: MCPServer) -> None:
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, Heartbeat]:
-        """Is a run (run_id) or pane (target) running, idle_at_prompt, exited (code/signal), hung,
-        waiting_for_input or pane_gone? With evidence: seconds since output, last line, log growth, CPU."""
+        """Run (run_id) or pane (target): running, idle_at_prompt, exited, hung, waiting_for_input, pane_gone."""
         with tool_errors():
             hb = heartbeat(run_id, target, socket_name=socket_name, socket_path=socket_path)
         return result(hb, f"**{hb.state}**: {hb.reason}")
@@ -129,7 +127,7 @@ def register(mcp: MCPServer) -> None:
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, HeartbeatReport]:
-        """One sweep over every pane of a tmux server or every recorded run: state and evidence for each."""
+        """Heartbeat of every pane of a tmux server, or of every recorded run (one sweep)."""
         with tool_errors():
             report = heartbeat_all(scope=scope, socket_name=socket_name, socket_path=socket_path)
         md = table(["pane/run", "state", "reason"],
@@ -156,7 +154,7 @@ def register(mcp: MCPServer) -> None:
     @mcp.tool(name="list_panes", annotations=READ_ONLY)
     def list_panes_tool(socket_name: SocketName = None, socket_path: SocketPath = None
                         ) -> Annotated[CallToolResult, PaneList]:
-        """The panes of a tmux server: target, command, dead/mode/input-off state, activity."""
+        """The panes of a tmux server: target, command, dead/mode/input state, activity."""
         with tool_errors():
             panes = list_pane_infos(socket_name, socket_path)
         md = table(["target", "id", "command", "dead", "mode"],

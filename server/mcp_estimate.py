@@ -59,8 +59,8 @@ def register(mcp: MCPServer) -> None:
 
     @mcp.tool(annotations=READ_ONLY)
     def estimate_throughput(spec: SpecArg, gpu: GpuArg) -> Annotated[CallToolResult, ThroughputAnswer]:
-        """Predicted tokens/s (opt/base/pess): baseline-scaled when the spec has a baseline, else cold
-        from dense bf16 peak x MFU (low confidence)."""
+        """Predicted tokens/s (opt/base/pess): baseline-scaled if the spec has a baseline, else cold (low
+        confidence)."""
         with tool_errors():
             e = estimate_run(spec, gpu)
         tp = e.throughput
@@ -73,11 +73,8 @@ def register(mcp: MCPServer) -> None:
     def estimate_run_tool(
         spec: FullSpecArg, gpu: GpuArg, dph_total_usd: PriceArg = None, checklist_id: ChecklistArg = None
     ) -> Annotated[CallToolResult, RunEstimate]:
-        """Everything for one spec on one GPU: memory fit, throughput, time and cost in three
-        scenarios, setup/debug tax, the optimization menu and the first-10-minute validation gates.
-
-        Call before renting; attach to a checklist with checklist_id to fill the pre-estimate items.
-        """
+        """Everything for a spec on a GPU: memory fit, throughput, time/cost (opt/base/pess), tax, menu,
+        10-minute gates. With checklist_id it fills the pre-estimate items."""
         from gpu_preflight.tools.render import estimate_markdown
 
         with tool_errors():

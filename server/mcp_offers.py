@@ -19,10 +19,10 @@ from gpu_preflight.tools.planning import offers_for
 from gpu_preflight.tools.render import plan_markdown, table
 from gpu_preflight.tools.spec import parse_spec
 
-OffersFile = Annotated[str | None, Field(default=None, description="Recorded offers JSON (`vastai search offers "
-                                         "--raw`); default: the bundled snapshot of real offers.")]
-LiveQuery = Annotated[str | None, Field(default=None, max_length=500, description="Live Vast query, e.g. "
-                                        "'gpu_name=RTX_4090 num_gpus=1' (needs VAST_API_KEY and the vast extra).")]
+OffersFile = Annotated[str | None, Field(default=None, description="`vastai search offers --raw` JSON file; "
+                                         "default: bundled real offers.")]
+LiveQuery = Annotated[str | None, Field(default=None, max_length=500,
+                                        description="Live Vast query, e.g. 'gpu_name=RTX_4090' (VAST_API_KEY).")]
 
 
 class OffersAnswer(BaseModel):
@@ -70,8 +70,7 @@ def register(mcp: MCPServer) -> None:
                                                   description="Disk to price a live search for, GB.")] = None,
         limit: Annotated[int, Field(ge=1, le=500)] = 64,
     ) -> Annotated[CallToolResult, OffersAnswer]:
-        """Vast offers normalized (GB per GPU, Mbit/s, $/h incl. storage), live or recorded, and the
-        records skipped. For the ranked table use plan_options."""
+        """Vast offers normalized (GB per GPU, Mbit/s, $/h incl. storage), live or recorded; skipped records."""
         with tool_errors():
             found = await anyio.to_thread.run_sync(
                 lambda: offers_for(None, offers_file=offers_file, live_query=live_query, storage_gb=storage_gb,

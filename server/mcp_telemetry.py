@@ -27,9 +27,9 @@ MAX_SAMPLES_SHOWN = 20
 
 PathArg = Annotated[str | None, Field(default=None, max_length=4096, description="A file on this host.")]
 RunIdArg = Annotated[str, Field(min_length=1, max_length=64, description="The run id the dispatcher recorded.")]
-StepsArg = Annotated[int | None, Field(default=None, ge=1, description="Total steps, when the log prints none.")]
-GpusArg = Annotated[int | None, Field(default=None, ge=1, description="GPUs of the job (per-device tokens/s).")]
-WindowArg = Annotated[float, Field(ge=1, le=86400, description="Window length, seconds (playbook: 600).")]
+StepsArg = Annotated[int | None, Field(default=None, ge=1, description="Total steps if the log lacks them.")]
+GpusArg = Annotated[int | None, Field(default=None, ge=1, description="GPUs of the job.")]
+WindowArg = Annotated[float, Field(ge=1, le=86400, description="Window, s (playbook: 600).")]
 
 
 class IngestAnswer(BaseModel):
@@ -136,9 +136,7 @@ def attach_calibration(checklist_id: str, spec: Any, cal: Calibration, probe: An
 def register(mcp: MCPServer) -> None:
     @mcp.tool(name="gpu_snapshot", annotations=READ_ONLY)
     def gpu_snapshot_tool() -> Annotated[CallToolResult, NvmlSnapshot]:
-        """One NVML reading of every GPU on the host this server runs on (util, memory, power, processes).
-
-        Without a driver the answer says so (available false): use a recorded nvidia-smi log instead."""
+        """One NVML reading of this host's GPUs (util, memory, power, processes)."""
         from gpu_preflight.tools.render import table
         from gpu_preflight.tools.telemetry.nvml import gpu_snapshot
 
@@ -160,9 +158,7 @@ def register(mcp: MCPServer) -> None:
                                            description="Named groups step, loss, tokens_per_s, ...")] = None,
         max_samples: Annotated[int, Field(ge=0, le=500, description="Samples to return.")] = MAX_SAMPLES_SHOWN,
     ) -> Annotated[CallToolResult, IngestAnswer]:
-        """Parse an nvidia-smi capture (--query-gpu CSV or dmon) or a training log, given as text or a path.
-
-        Returns the detected format, counts, a summary and the first/last samples."""
+        """Parse an nvidia-smi capture (query CSV or dmon) or a training log, as text or a path."""
         from pathlib import Path
 
         from gpu_preflight.tools.telemetry.ingest import ingest
@@ -198,10 +194,9 @@ def register(mcp: MCPServer) -> None:
         predicted_tokens_per_s: Annotated[float | None, Field(default=None, gt=0)] = None,
         num_gpus: GpusArg = None,
         window_s: WindowArg = 600.0,
-        live_gpu: Annotated[bool, Field(description="Add one NVML reading of this host's GPUs.")] = False,
+        live_gpu: Annotated[bool, Field(description="Add an NVML reading here.")] = False,
     ) -> Annotated[CallToolResult, RunCheck]:
-        """How a run is doing, in one call: heartbeat, current window, fired triggers with their numbers,
-        bottleneck, ETA, cost so far and to finish, and keep/kill/done/wait. Paths override the run record."""
+        """How a run is doing: heartbeat, window, fired triggers, bottleneck, ETA, cost, keep/kill/done/wait."""
         from gpu_preflight.tools.telemetry.nvml import gpu_snapshot
         from gpu_preflight.tools.telemetry.report import check_markdown
         from gpu_preflight.tools.telemetry.runcheck import run_check
@@ -217,9 +212,8 @@ def register(mcp: MCPServer) -> None:
         run_id: Annotated[str | None, Field(default=None, max_length=64,
                                             description="Measure the probe from this run's log.")] = None,
         probe: Annotated[dict[str, Any] | None, Field(
-            default=None, description="Probe measurements: gpu, steps_measured, median_step_time_s | tokens_per_s, "
-            "eval_runtime_s, gpu_util_pct, mem_util_pct, vram_used_gb, setup_debug_hours_so_far, probe_minutes, "
-            "steps_done, dph_total_usd. With run_id they override what was measured.")] = None,
+            default=None, description="gpu, steps_measured, median_step_time_s|tokens_per_s, dph_total_usd, "
+            "gpu_util_pct, setup_debug_hours_so_far...; overrides run_id's log.")] = None,
         spec: Annotated[dict[str, Any] | None, Field(default=None, description="The run spec; default: the "
                                                      "checklist's.")] = None,
         offers_file: PathArg = None,
@@ -229,8 +223,7 @@ def register(mcp: MCPServer) -> None:
             description="What a switch must improve by >= 20%.")] = "balanced",
         checklist_id: ChecklistArg = None,
     ) -> Annotated[CallToolResult, CalibrateAnswer]:
-        """Run-calibrated stages B-D: re-estimate the rest of the run from probe throughput (x1.2/x1.0/x0.6),
-        recompute the tax, scale the probe to offers, and decide keep/switch/kill (with checklist_id: recorded)."""
+        """Stages B-D from a probe: re-estimate time/cost, tax, scale to offers, decide keep/switch/kill."""
         from gpu_preflight.tools.planning import offers_for
         from gpu_preflight.tools.spec import parse_spec
         from gpu_preflight.tools.telemetry.calibrate import calibrate, parse_probe

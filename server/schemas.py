@@ -155,8 +155,7 @@ FullSpecArg = Annotated[dict[str, Any], WithJsonSchema(SPEC_SCHEMA), Field(descr
 GpuArg = Annotated[
     str | dict[str, Any],
     WithJsonSchema(GPU_SCHEMA),
-    Field(description='Catalogue name ("H100 SXM"; resource preflight://gpus) or '
-          "{gpu_ram_gb, bf16_tflops, hbm_bw_gbps} per GPU."),
+    Field(description='Catalogue name ("H100 SXM"; preflight://gpus) or {gpu_ram_gb, bf16_tflops, hbm_bw_gbps}.'),
 ]
 PriceArg = Annotated[
     float | None, Field(default=None, description="Machine $/h (Vast dph_total).")
