@@ -71,6 +71,16 @@ def test_nan_in_json_and_unknown_gpu_exit_2(tmp_path: Path) -> None:
     assert out.returncode == 2 and "gpu: got 'RTX 9999'" in out.stderr
 
 
+@pytest.mark.parametrize(("flag", "value"), [("--dph", "-1"), ("--cpu-ram-gb", "-5"), ("--disk-gb", "nan"),
+                                             ("--inet-down-mbps", "0")])
+def test_bad_host_figures_exit_2(tmp_path: Path, flag: str, value: str) -> None:
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(spec()))
+    out = run("estimate", str(good), "--gpu", "RTX 4090", flag, value)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert flag.lstrip("-").replace("-", "_").replace("dph", "dph_total_usd") in out.stderr
+
+
 def test_usage_error_is_one_line_exit_2() -> None:
     out = run("estimate")
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1

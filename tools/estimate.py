@@ -117,6 +117,9 @@ def estimate_run(
     run = parse_spec(spec)
     if dph_total_usd is not None and not (0 < dph_total_usd < 10_000):
         raise PreflightError("dph_total_usd", dph_total_usd, "a price in USD per hour, > 0 and < 10000")
+    for name, value in (("cpu_ram_gb", cpu_ram_gb), ("disk_gb", disk_gb), ("inet_down_mbps", inet_down_mbps)):
+        if value is not None and not (0 < value < 1e9):  # also refuses NaN, which fails every comparison
+            raise PreflightError(name, value, "a positive finite number")
     g = resolve_gpu(gpu)
     m = resolve_model(run.model)
     p_train, p_train_note = trainable_params(run, m)
