@@ -15,11 +15,15 @@ import json
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation
 
 from gpu_preflight.tools.errors import PreflightError, preview
+from gpu_preflight.tools.offers_time import CapturedAtSource, age_text, parse_time
+
+__all__ = ["CapturedAtSource", "Offer", "OfferSet", "SkippedRecord", "age_text", "dph_total_for_storage",
+           "load_offers", "normalize_offer", "offers_from_json", "offers_from_records", "parse_time"]
 
 MIB_BYTES = 1_048_576
 HOURS_PER_MONTH = 720  # Vast bills storage per 30-day month: storage_total_cost = storage_cost * GB / 720
@@ -40,7 +44,6 @@ _MODELLED_KEYS = frozenset({
     "reliability2", "cuda_max_good", "driver_version", "is_bid", "bid", "verified", "geolocation", "datacenter",
     "hosting_type"})
 _EARLIEST_CAPTURE = datetime(2015, 1, 1, tzinfo=UTC)  # older derived capture times are nonsense
-CapturedAtSource = Literal["file", "records", "file_mtime", "live"]
 
 
 class Offer(BaseModel):
@@ -116,29 +119,6 @@ def dph_total_for_storage(offer: Offer, storage_gb: float) -> float:
     if offer.storage_cost_usd_per_gb_month is None:
         return offer.dph_total_usd
     return offer.dph_base_usd + offer.storage_cost_usd_per_gb_month * storage_gb / HOURS_PER_MONTH
-
-
-def age_text(captured_at: datetime | None, now: datetime, *, source: CapturedAtSource | None = None) -> str:
-    """How old the offers are, for every table: prices move and offers vanish within minutes.
-    Naive datetimes are taken as UTC."""
-    if captured_at is None:
-        return "capture time unknown"
-    captured_at, now = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (captured_at, now))
-    stamp = captured_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    seconds = (now - captured_at).total_seconds()
-    if seconds < -60:
-        return f"captured in the future at {stamp} (clock skew?)"
-    ago = _duration_text(max(seconds, 0.0))
-    if source == "file_mtime":
-        return f"file saved {ago} ago at {stamp} (capture time not recorded; offers may be older)"
-    return f"captured {ago} ago at {stamp}"
-
-
-def _duration_text(seconds: float) -> str:
-    for unit, size, limit in (("s", 1, 90), ("min", 60, 90 * 60), ("h", 3600, 48 * 3600)):
-        if seconds < limit:
-            return f"{round(seconds / size)} {unit}"
-    return f"{round(seconds / 86400)} d"
 
 
 def load_offers(path_or_text: str | Path) -> OfferSet:
@@ -416,19 +396,6 @@ def _record_time(rec: _Record) -> datetime | None:
     except (OverflowError, OSError, ValueError):
         return None
     return when if _EARLIEST_CAPTURE <= when <= datetime.now(UTC) + timedelta(days=1) else None
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO-8601 string or epoch seconds, as a UTC time; anything else -> None."""
-    try:
-        if isinstance(value, str) and value.strip():
-            when = datetime.fromisoformat(value.strip())
-            return when if when.tzinfo else when.replace(tzinfo=UTC)
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            return datetime.fromtimestamp(value, UTC)
-    except (ValueError, OverflowError, OSError):
-        return None
-    return None
 
 
 def _json_type(value: Any) -> str:
