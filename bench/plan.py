@@ -47,7 +47,9 @@ def resample(n: int, seed: int = 7) -> list[dict[str, object]]:
             if isinstance(value, int | float):
                 rec[key] = value * rng.uniform(0.7, 1.3)
         if isinstance(rec.get("reliability"), float):
-            rec["reliability"] = min(1.0, float(rec["reliability"]) * rng.uniform(0.97, 1.01))  # type: ignore[arg-type]
+            reliability = rec["reliability"]
+            assert isinstance(reliability, float)
+            rec["reliability"] = min(1.0, reliability * rng.uniform(0.97, 1.01))
         out.append(rec)
     return out
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 from helpers_spec import spec
 
-from gpu_preflight.tools.estimate import estimate_run
+from gpu_preflight.tools.estimate import RunEstimate, estimate_run
 
 BASELINE = {"baseline": {"tokens_per_s": 1000.0, "gpu": "RTX 4090"}}
 
 
-def _run(setup: float, tokens: int = 9_720_000, dph: float | None = 2.0, **overheads: object):  # type: ignore[no-untyped-def]
+def _run(setup: float, tokens: int = 9_720_000, dph: float | None = 2.0, **overheads: object) -> RunEstimate:
     s = spec() | BASELINE
     s["target"] = {"target_tokens": tokens}
     s["overheads"] = {"setup_debug_hours": setup, **overheads}

@@ -12,7 +12,7 @@ from helpers_spec import spec
 
 from gpu_preflight.tools.errors import PreflightError
 from gpu_preflight.tools.estimate import estimate_run
-from gpu_preflight.tools.offers import load_offers, offers_from_json
+from gpu_preflight.tools.offers import OfferSet, load_offers, offers_from_json
 from gpu_preflight.tools.options import plan_options
 from gpu_preflight.tools.planning import snapshot_path
 
@@ -21,7 +21,7 @@ RAW_4090: dict[str, Any] = json.loads((VAST / "rtx4090_guangxi_cli_raw_2024.json
 LORA_1B = spec(model={"name": "llama-3.2-1b"}, method="lora", lora_rank=16, seq_len=2048, micro_batch=2)
 
 
-def offers(*records: dict[str, Any]):  # type: ignore[no-untyped-def]
+def offers(*records: dict[str, Any]) -> OfferSet:
     return offers_from_json(list(records), source="test")
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-import pynvml  # type: ignore[import-untyped]
+import pynvml  # type: ignore[import-untyped]  # nvidia-ml-py ships no type hints
 from pydantic import BaseModel, ConfigDict, Field
 
 from .models import GpuSample
