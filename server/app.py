@@ -21,7 +21,7 @@ INSTRUCTIONS = (
     "allowed. Cold estimates are low confidence: probe, then re-estimate. Read agents.md for the full flow."
 )
 
-# Modules that register tools, resources and prompts; each is optional so a partial checkout still serves.
+# Modules that register tools, resources and prompts, one per capability.
 CAPABILITY_MODULES = (
     "gpu_preflight.server.mcp_estimate",
     "gpu_preflight.server.mcp_offers",
@@ -37,12 +37,7 @@ def create_server() -> MCPServer:
 
     mcp = MCPServer("preflight", version=__version__, instructions=INSTRUCTIONS)
     for name in CAPABILITY_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+        module = importlib.import_module(name)
         module.register(mcp)
     _compact_output_schemas(mcp)
     return mcp

@@ -13,35 +13,15 @@ The JSON of :class:`IngestResult` is a contract used by checks outside the test 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 GpuFormat = Literal["nvidia_smi_query", "nvidia_smi_dmon"]
 LogFormat = Literal["nanogpt", "nanochat", "torchtitan", "hf_trainer", "lightning", "composer", "megatron", "regex"]
-IngestFormat = Literal[
-    "nvidia_smi_query",
-    "nvidia_smi_dmon",
-    "nanogpt",
-    "nanochat",
-    "torchtitan",
-    "hf_trainer",
-    "lightning",
-    "composer",
-    "megatron",
-    "regex",
-]
-GPU_FORMATS: tuple[GpuFormat, ...] = ("nvidia_smi_query", "nvidia_smi_dmon")
-LOG_FORMATS: tuple[LogFormat, ...] = (
-    "nanogpt",
-    "nanochat",
-    "torchtitan",
-    "hf_trainer",
-    "lightning",
-    "composer",
-    "megatron",
-    "regex",
-)
+IngestFormat = Literal[GpuFormat, LogFormat]
+GPU_FORMATS: tuple[GpuFormat, ...] = get_args(GpuFormat)
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 
 SampleKind = Literal["train", "eval", "summary"]
 TokensScope = Literal["job", "device"]
