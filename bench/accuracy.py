@@ -45,6 +45,7 @@ from gpu_preflight.tools.modelshape import resolve_model
 from gpu_preflight.tools.spec import parse_spec
 
 CASES_PATH = Path(__file__).resolve().parent / "cases" / "published.json"
+MEASURED_PATH = CASES_PATH.with_name("measured.json")  # written by bench/measure_grid.py on a GPU
 SPEC_KEYS = ("model", "training", "target", "overheads", "baseline")
 MEMORY_WHAT = ("max_memory_allocated", "max_memory_reserved", "nvidia-smi")
 THROUGHPUT_WHAT = ("tokens_per_s_per_gpu", "tokens_per_s_total", "mfu", "gpu_hours")
@@ -81,6 +82,13 @@ class Row:
         if self.low is None or self.high is None:
             return None
         return self.low <= self.measured <= self.high
+
+    @property
+    def in_range_playbook_band(self) -> bool | None:
+        """Inside the playbook's own band around our base, x0.6..x1.2 (cold estimates publish x1.3)."""
+        if self.low is None or self.high is None:
+            return None
+        return 0.6 * self.ours <= self.measured <= 1.2 * self.ours
 
 
 def load_cases(path: Path = CASES_PATH) -> list[dict[str, Any]]:
@@ -183,11 +191,13 @@ class Score:
     p90_abs: float
     median_signed: float
     in_range: float | None = None
+    in_range_playbook_band: float | None = None
 
 
 def score(rows: list[Row], estimator: str) -> Score | None:
     errs: list[float] = []
     inside: list[bool] = []
+    inside_playbook_band: list[bool] = []
     for r in rows:
         if estimator == "ours":
             value: float | None = r.ours
@@ -203,13 +213,15 @@ def score(rows: list[Row], estimator: str) -> Score | None:
         errs.append(e)
         if r.kind == "throughput" and estimator == "ours" and r.in_range is not None:
             inside.append(r.in_range)
+            inside_playbook_band.append(bool(r.in_range_playbook_band))
         if r.kind == "throughput" and estimator == "playbook" and value is not None:
             inside.append(0.6 * value <= r.measured <= 1.2 * value)
     if not errs:
         return None
     abs_errs = [abs(e) for e in errs]
     return Score(estimator, len(errs), statistics.median(abs_errs), percentile(abs_errs, 0.9),
-                 statistics.median(errs), (sum(inside) / len(inside)) if inside else None)
+                 statistics.median(errs), (sum(inside) / len(inside)) if inside else None,
+                 (sum(inside_playbook_band) / len(inside_playbook_band)) if inside_playbook_band else None)
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -250,8 +262,17 @@ def print_report(rows: list[Row], peer_names: list[str], out: Any = sys.stdout) 
                   + (", measured inside [pessimistic, optimistic]" if kind == "throughput" else ""), file=out)
             for s in scores:
                 extra = f"  in-range {s.in_range:.0%}" if s.in_range is not None else ""
+                if s.in_range_playbook_band is not None:
+                    extra += f" (playbook band x0.6..x1.2 around our base: {s.in_range_playbook_band:.0%})"
                 print(f"  {s.estimator:<14} median {s.median_abs:6.1f}%  p90 {s.p90_abs:7.1f}%  "
                       f"bias {s.median_signed:+7.1f}%  n={s.n}{extra}", file=out)
+        for peer in peer_names:  # head to head: ours on exactly the cases this peer could answer
+            both = [r for r in krows if r.peers.get(peer) is not None]
+            if both:
+                ours_med = statistics.median(abs(r.err(r.ours) or 0.0) for r in both)
+                peer_med = statistics.median(abs(r.err(r.peers[peer]) or 0.0) for r in both)
+                print(f"  head to head with {peer} on its {len(both)} case(s): ours {ours_med:.1f}%, "
+                      f"{peer} {peer_med:.1f}%", file=out)
         groups: dict[str, list[float]] = {}
         for r in krows:
             e = r.err(r.ours)
@@ -264,7 +285,8 @@ def print_report(rows: list[Row], peer_names: list[str], out: Any = sys.stdout) 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--cases", type=Path, default=CASES_PATH, help="case file (default: bench/cases/published.json)")
+    ap.add_argument("--cases", type=Path, nargs="+", default=None,
+                    help="case files (default: bench/cases/published.json, plus measured.json when present)")
     ap.add_argument("--kind", choices=KINDS, help="only memory or only throughput cases")
     ap.add_argument("--peers", action="store_true", help="also run the peer estimators")
     ap.add_argument("--peer-python", default=os.environ.get("PREFLIGHT_PEER_PYTHON"),
@@ -272,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write rows and summary as JSON here")
     args = ap.parse_args(argv)
 
-    cases = [c for c in load_cases(args.cases) if args.kind is None or c["kind"] == args.kind]
+    paths: list[Path] = args.cases or [CASES_PATH] + ([MEASURED_PATH] if MEASURED_PATH.exists() else [])
+    cases = [c for p in paths for c in load_cases(p) if args.kind is None or c["kind"] == args.kind]
     rows: list[Row] = []
     facts: list[peers.PeerFacts] = []
     for case in cases:
@@ -292,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                       result.refused.items()]
         else:
             notes.append("pip peers not run: pass --peer-python PATH (a throwaway venv, see the module docstring)")
-    print(f"gpu-preflight accuracy benchmark: {len(rows)} cases from {args.cases.name}")
+    print(f"gpu-preflight accuracy benchmark: {len(rows)} cases from {', '.join(p.name for p in paths)}")
     summary = print_report(rows, peer_names)
     for note in notes:
         print(note)

@@ -24,8 +24,12 @@ def test_cold_full_training_by_hand() -> None:
     assert tp.flops_per_token.model == model_flops
     base = 100e12 * 0.30 / model_flops  # normal tuning: MFU 0.30 -> 35,081 tokens/s
     assert tp.tokens_per_s.base == pytest.approx(base, abs=0.1)
-    assert tp.tokens_per_s.optimistic == pytest.approx(1.2 * base, abs=0.1)
+    # Cold: a wider upside than the playbook's x1.2 (SCENARIO_FACTORS_COLD); the playbook band stays beside it.
+    assert tp.tokens_per_s.optimistic == pytest.approx(1.3 * base, abs=0.1)
     assert tp.tokens_per_s.pessimistic == pytest.approx(0.6 * base, abs=0.1)
+    band = tp.tokens_per_s_playbook_band
+    assert (band.optimistic, band.base, band.pessimistic) == pytest.approx((1.2 * base, base, 0.6 * base), abs=0.1)
+    assert tp.scenario_factors == {"optimistic": 1.3, "base": 1.0, "pessimistic": 0.6}
     assert tp.tokens_per_s_playbook == pytest.approx(100e12 * 0.30 / (6 * 124_439_808), abs=0.1)
     assert tp.method == "cold" and tp.confidence == "low"
 
@@ -75,6 +79,11 @@ def test_baseline_scaled_by_hand_3090_to_4090() -> None:
     assert tp.tokens_per_s.base == pytest.approx(1000 * math.sqrt(fr * br) * 0.9, abs=0.1)
     assert tp.tokens_per_s_playbook == pytest.approx(1000 * min(fr, br) * 0.7, abs=0.1)
     assert tp.method == "baseline_scaled"
+    # A measured baseline keeps the playbook's band: x1.2 / x1.0 / x0.6.
+    base = tp.tokens_per_s.base
+    assert base is not None
+    assert (tp.tokens_per_s.optimistic, tp.tokens_per_s.pessimistic) == pytest.approx((1.2 * base, 0.6 * base), abs=0.1)
+    assert tp.tokens_per_s_playbook_band == tp.tokens_per_s
 
 
 @pytest.mark.parametrize(("gpu", "num_gpus", "stack", "factor", "playbook"), [

@@ -170,7 +170,8 @@ def estimate_run(
         "memory.gpu: refined component model (verdict) + playbook 18 B/param x1.2 (required_gb)",
         f"throughput: {throughput.method}" + (" (geometric scale; playbook min() kept)" if throughput.method ==
                                               "baseline_scaled" else " (peak x MFU / FLOPs per token; low confidence)"),
-        "time/cost: playbook 3 scenarios x1.2/x1.0/x0.6",
+        "time/cost: playbook 3 scenarios x1.2/x1.0/x0.6" if throughput.method == "baseline_scaled" else
+        "time/cost: 3 scenarios x1.3/x1.0/x0.6 (cold: wider upside; playbook x1.2/x1.0/x0.6)",
     ]
     if dph_total_usd is None:
         warnings.append("no price given: cost_usd is null (pass dph_total_usd / --dph)")

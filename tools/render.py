@@ -44,7 +44,8 @@ def estimate_markdown(e: RunEstimate) -> str:
          f"(playbook verdict {g.verdict_playbook})"],
         ["CPU RAM required (playbook)", f"{c.required_gb:.1f} GB ({c.required_gb_playbook:.1f} GB) -> {c.verdict}"],
         ["Disk required", f"{d.required_gb:.1f} GB -> {d.verdict}"],
-        [f"tokens/s ({tp.method}, {tp.confidence} confidence)", fmt_scenarios(tp.tokens_per_s, digits=0)],
+        [f"tokens/s ({tp.method}, {tp.confidence} confidence; x{tp.scenario_factors['optimistic']:g} / x1 / "
+         f"x{tp.scenario_factors['pessimistic']:g})", fmt_scenarios(tp.tokens_per_s, digits=0)],
         ["time h (opt/base/pess)", fmt_scenarios(e.time_hours, digits=2)],
         ["cost (opt/base/pess)", fmt_scenarios(e.cost_usd, unit="$", digits=2)],
         ["setup/debug tax", f"{e.setup_debug_tax:.1%} ({'ok' if e.tax.expensive_hardware_justified else 'over 25%'})"],
