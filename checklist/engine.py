@@ -41,7 +41,7 @@ from gpu_preflight.checklist.views import (
     ItemStatus,
 )
 from gpu_preflight.tools.db import transaction
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.errors import PreflightError, has_control_chars
 
 MANUAL_SOURCES = frozenset({"agent", MANUAL_TOOL})
 MAX_RUN_NAME_CHARS = 200
@@ -49,8 +49,10 @@ MAX_RUN_NAME_CHARS = 200
 
 def start_checklist(run_name: str, policy: PolicyName, spec: dict[str, Any] | None = None) -> ChecklistView:
     """Create a checklist for ``run_name`` under ``policy``; returns its id and what each item needs."""
-    if not isinstance(run_name, str) or not run_name.strip() or len(run_name) > MAX_RUN_NAME_CHARS:
-        raise PreflightError("run_name", run_name, f"a non-empty name of at most {MAX_RUN_NAME_CHARS} characters")
+    if (not isinstance(run_name, str) or not run_name.strip() or len(run_name) > MAX_RUN_NAME_CHARS
+            or has_control_chars(run_name)):
+        raise PreflightError("run_name", run_name,
+                             f"a non-empty name of at most {MAX_RUN_NAME_CHARS} characters, no control characters")
     if policy not in POLICY_NAMES:
         raise PreflightError("policy", policy, " or ".join(POLICY_NAMES))
     loaded = load_policy(policy)

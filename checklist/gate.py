@@ -20,7 +20,7 @@ from gpu_preflight.checklist.store import GateRow, gate_decisions, get_checklist
 from gpu_preflight.checklist.store import open_db as _open_db
 from gpu_preflight.checklist.views import GateDecision
 from gpu_preflight.tools.db import transaction
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.errors import PreflightError, has_control_chars
 
 MIN_OVERRIDE_REASON_CHARS = 8
 KINDS = ("probe", "full")
@@ -69,9 +69,11 @@ def audit(checklist_id: str) -> list[GateDecision]:
 def _override_reason(reason: object) -> str | None:
     if reason is None:
         return None
-    if not isinstance(reason, str) or len(reason.strip()) < MIN_OVERRIDE_REASON_CHARS:
+    if (not isinstance(reason, str) or len(reason.strip()) < MIN_OVERRIDE_REASON_CHARS
+            or has_control_chars(reason, allow_newlines=True)):
         raise PreflightError("override_reason", reason,
-                             f"a written reason of at least {MIN_OVERRIDE_REASON_CHARS} characters",
+                             f"a written reason of at least {MIN_OVERRIDE_REASON_CHARS} characters, "
+                             "no control characters but newlines and tabs",
                              "say why launching without the missing items is acceptable; it is recorded")
     return reason.strip()
 

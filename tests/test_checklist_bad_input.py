@@ -89,3 +89,20 @@ def test_start_and_spec_and_gate_arguments(checklist_id: str) -> None:
         "override_reason: got 'ok'; allowed: a written reason of at least 8 characters")
     # Refused arguments record nothing.
     assert gate.audit(checklist_id) == []
+
+
+@pytest.mark.parametrize("name", ["\x00", "\x00run", "run\x1b[2J", "a\nb"])
+def test_control_characters_in_a_run_name_are_refused_before_the_database(checklist_id: str, name: str) -> None:
+    """Regression (found by the MCP fuzz test): SQLite's length() stops at NUL, so "\\x00" passed our
+    check, then failed the table's CHECK constraint as a bare IntegrityError."""
+    assert _line(lambda: start_checklist(name, "pre-estimate")).startswith("run_name: got ")
+    assert checklist_status(checklist_id).run_name == "bad-input"  # what was stored is still there
+
+
+def test_a_nul_in_an_override_reason_is_refused_and_nothing_recorded(checklist_id: str) -> None:
+    line = _line(lambda: gate.check(checklist_id, "full", override_reason="\x00 because the probe is tiny"))
+    assert line.startswith("override_reason: got '\\x00 because")
+    assert gate.audit(checklist_id) == []
+    # Newlines and tabs are fine in a written reason.
+    decision = gate.check(checklist_id, "full", override_reason="probe only:\n\tfits in 10 minutes")
+    assert decision.allowed and decision.overridden

@@ -52,6 +52,17 @@ def test_socket_name_and_path_are_exclusive() -> None:
     assert Tmux(socket_name="x").argv("ls")[1:] == ["-L", "x", "ls"]
 
 
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"socket_name": "\x00"}, "socket_name"), ({"socket_name": "a\nb"}, "socket_name"),
+    ({"socket_path": "/tmp/a\x00b"}, "socket_path"),
+])
+def test_socket_names_with_nul_or_controls_are_refused_before_tmux_runs(kwargs: dict[str, str], field: str) -> None:
+    """Regression (the MCP fuzz sweep): a NUL reached subprocess, whose ValueError escaped as a bare error."""
+    with pytest.raises(PreflightError) as info:
+        Tmux(**kwargs)  # type: ignore[arg-type]  # only str keys of Tmux's fields are passed
+    assert info.value.field == field
+
+
 def test_composer_is_the_last_prompt_line_not_the_echoed_history() -> None:
     screen = ["> hello (history)", "● ok", "─" * 30, "> draft text", "  continues", "─" * 30, "? for shortcuts"]
     composer = find_composer(screen, TuiProfile())

@@ -322,6 +322,9 @@ def _sweep_arguments(tool: Tool) -> list[Any]:
                             "A" * 10_000)
     sets: list[Any] = [{}, {"unexpected": 1}, *(dict.fromkeys(props, value) for value in odd)]
     sets.append({p: (REAL_ID if p.endswith("_id") else "C-c") for p in props})
+    # One field at a time inside an otherwise valid call, so the odd text gets past the schema into the tool
+    # (a NUL run_name once reached SQLite, whose length() stops at NUL, and escaped as a bare error).
+    sets += [_baseline(tool) | {p: text} for p in props for text in ("\x00", "a\x00b", "\x1b[2J")]
     return sets
 
 

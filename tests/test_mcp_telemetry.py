@@ -113,6 +113,17 @@ async def test_run_check_of_a_recorded_run(mcp_client: Client, tmp_path: Path) -
     assert "| memory_pressure | fired |" in _text(result)
 
 
+async def test_a_nul_in_a_path_is_refused_naming_the_field(mcp_client: Client, tmp_path: Path) -> None:
+    """Regression: open() raises ValueError (not OSError) for a NUL, which escaped as a bare error."""
+    ingest = await mcp_client.call_tool("ingest_nvidia_smi", {"path": "smi\x00.csv"})
+    assert ingest.is_error is True and "path" in _text(ingest) and "NUL" in _text(ingest)
+    dispatch = pytest.importorskip("gpu_preflight.tools.dispatch")
+    run = dispatch.record_run("train:0.0", "python train.py", kind="probe", log_path=str(tmp_path / "t.log"),
+                              socket_name=f"pf-test-{uuid.uuid4().hex[:8]}")
+    check = await mcp_client.call_tool("run_check", {"run_id": run.run_id, "log_path": "t\x00.log"})
+    assert check.is_error is True and "log_path" in _text(check) and "NUL" in _text(check)
+
+
 async def test_run_check_unknown_run_is_a_tool_error(mcp_client: Client) -> None:
     result = await mcp_client.call_tool("run_check", {"run_id": "r-none"})
     assert result.is_error is True

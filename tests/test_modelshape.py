@@ -81,3 +81,14 @@ def test_unsupported_architecture_is_refused(tmp_path: Path) -> None:
         resolve_model(ModelSpec(hf_config=str(cfg)))
     assert info.value.field == "spec.model.hf_config"
     assert "llama" in info.value.allowed
+
+
+@pytest.mark.parametrize("name", ["config\x00.json", "bad-utf8.json", "not-json.json"])
+def test_unreadable_hf_config_is_refused_naming_the_field(tmp_path: Path, name: str) -> None:
+    """Regression (the MCP fuzz): a NUL in the path raised ValueError past the OSError handler."""
+    if "\x00" not in name:
+        (tmp_path / name).write_bytes(b"\xff\xfe{" if "utf8" in name else b"{not json")
+    with pytest.raises(PreflightError) as info:
+        resolve_model(ModelSpec(hf_config=str(tmp_path / name)))
+    assert info.value.field == "spec.model.hf_config"
+    assert info.value.allowed == "a readable config.json"

@@ -122,6 +122,12 @@ def test_bad_files(tmp_path: Path) -> None:
     missing = tmp_path / "nope.json"
     with pytest.raises(PreflightError, match="file not found"):
         load_spec_file(missing)
+    with pytest.raises(PreflightError, match="readable JSON or TOML file"):  # ValueError from open(), not OSError
+        load_spec_file(tmp_path / "nul\x00.json")
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b"# caf\xe9\n")
+    with pytest.raises(PreflightError, match="readable JSON or TOML file"):
+        load_spec_file(latin1)
     garbage = tmp_path / "bad.json"
     garbage.write_text("{not json")
     with pytest.raises(PreflightError, match="JSON or TOML"):

@@ -125,3 +125,9 @@ def test_from_end_skips_history(tmp_path: Path) -> None:
 def test_bad_read_size_refused(tmp_path: Path) -> None:
     with pytest.raises(PreflightError):
         LogTail(tmp_path / "x.log", max_read_bytes=0)
+
+
+def test_a_path_with_a_nul_is_refused_not_taken_for_a_missing_file() -> None:
+    with pytest.raises(PreflightError) as info:
+        LogTail("train\x00.log")
+    assert info.value.field == "path"

@@ -65,3 +65,16 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> PreflightEr
     hint = f"and {more} more problem{'s' if more > 1 else ''}" if more else ""
     got = first.get("input", None) if first["type"] != "missing" else "(missing)"
     return PreflightError(field, got, msg, hint)
+
+
+def has_control_chars(text: str, allow_newlines: bool = False) -> bool:
+    """True when ``text`` holds a control character (NUL included), which no name or reason needs.
+
+    Why it matters beyond looks: SQLite's ``length()`` stops at the first NUL, so a name like
+    ``"\\x00x"`` reads as empty to a CHECK constraint and the insert fails after validation passed.
+
+    >>> has_control_chars("run-1"), has_control_chars("a\\x00b"), has_control_chars("a\\nb", allow_newlines=True)
+    (False, True, False)
+    """
+    allowed = "\n\r\t" if allow_newlines else ""
+    return any((ord(ch) < 32 or ord(ch) == 127) and ch not in allowed for ch in text)

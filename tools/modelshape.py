@@ -158,7 +158,7 @@ def _from_hf_config(path: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise PreflightError("spec.model.hf_config", path, "a path to a Hugging Face config.json",
                              "not found") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, bad UTF-8, or a NUL in the path
         raise PreflightError("spec.model.hf_config", path, "a readable config.json", str(exc)) from None
     if not isinstance(cfg, dict):
         raise PreflightError("spec.model.hf_config", path, "a config.json object")

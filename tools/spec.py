@@ -249,7 +249,7 @@ def load_spec_file(path: str | Path) -> RunSpec:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PreflightError("spec", str(path), "a readable JSON or TOML file", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad UTF-8, or a NUL in the path
         raise PreflightError("spec", str(path), "a readable JSON or TOML file", str(exc)) from None
     data = parse_spec_text(text, toml=file.suffix.lower() == ".toml")
     spec = parse_spec(data)

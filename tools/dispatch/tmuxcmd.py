@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.errors import PreflightError, has_control_chars
 
 if TYPE_CHECKING:  # libtmux costs ~40 ms to import and is needed only by libtmux_server()
     import libtmux
@@ -59,10 +59,12 @@ class Tmux:
             raise PreflightError(
                 "socket_name", self.socket_name, "either socket_name (-L) or socket_path (-S), not both"
             )
-        if self.socket_name is not None and (not self.socket_name or "/" in self.socket_name):
-            raise PreflightError("socket_name", self.socket_name, "a non-empty name without '/' (tmux -L)")
-        if self.socket_path is not None and not self.socket_path:
-            raise PreflightError("socket_path", self.socket_path, "a path to a tmux socket (tmux -S)")
+        if self.socket_name is not None and (not self.socket_name or "/" in self.socket_name
+                                             or has_control_chars(self.socket_name)):
+            raise PreflightError("socket_name", self.socket_name,
+                                 "a non-empty name without '/' or control characters (tmux -L)")
+        if self.socket_path is not None and (not self.socket_path or "\x00" in self.socket_path):
+            raise PreflightError("socket_path", self.socket_path, "a path to a tmux socket, no NUL (tmux -S)")
         if self.timeout_s <= 0:
             raise PreflightError("timeout_s", self.timeout_s, "a positive number of seconds")
 

@@ -56,6 +56,8 @@ class LogTail:
     ) -> None:
         if max_read_bytes <= 0:
             raise PreflightError("max_read_bytes", max_read_bytes, "a positive byte count")
+        if "\x00" in os.fspath(path):  # open() would raise ValueError, not the OSError of a missing file
+            raise PreflightError("path", os.fspath(path), "a file path without NUL bytes")
         self.path = Path(path)
         self._regex = regex
         self._columns = columns
