@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.errors import PreflightError, is_existing_file
 
 KILL_EXIT = 3
 
@@ -81,7 +81,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.telemetry.report import ingest_markdown, summarize
 
     path = Path(args.file)
-    if not path.is_file():
+    if not is_existing_file(path):
         raise PreflightError("FILE", args.file, "an existing readable file")
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
     got = ingest(path, fmt=args.format, regex=args.regex, columns=columns)
@@ -156,7 +156,7 @@ def _json_arg(value: str, name: str) -> dict[str, Any]:
     text = value.strip()
     if not text.startswith("{"):
         path = Path(value)
-        if not path.is_file():
+        if not is_existing_file(path):
             raise PreflightError(name, value, "a JSON object or a JSON file", "no such file")
         text = path.read_text(encoding="utf-8")
     try:

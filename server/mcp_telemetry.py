@@ -16,7 +16,7 @@ from pydantic_core import to_jsonable_python
 from gpu_preflight.server._errors import tool_errors
 from gpu_preflight.server.annotations import READ_ONLY, RECORDS_STATE
 from gpu_preflight.server.schemas import ChecklistArg, PriceArg, result
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.errors import PreflightError, is_existing_file
 from gpu_preflight.tools.telemetry.calibrate import Calibration
 from gpu_preflight.tools.telemetry.models import IngestFormat
 from gpu_preflight.tools.telemetry.nvml import NvmlSnapshot
@@ -175,7 +175,7 @@ def register(mcp: MCPServer) -> None:
         with tool_errors():
             if (text is None) == (path is None):
                 raise PreflightError("text/path", "both" if text else "neither", "exactly one of text or path")
-            if path is not None and not Path(path).is_file():
+            if path is not None and not is_existing_file(path):
                 raise PreflightError("path", path, "an existing readable file")
             try:
                 got = ingest(Path(path) if path is not None else (text or ""), fmt=fmt, regex=regex)

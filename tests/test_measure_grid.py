@@ -124,3 +124,21 @@ def test_a_tiny_cpu_run_reports_every_field(gridrun: ModuleType) -> None:
     assert result["tokens_per_s"] > 0 and result["step_time_s"] > 0
     assert 9.0 < result["loss_first"] < 12.0  # HF-style init: near ln(50257) = 10.8
     assert result["max_memory_allocated_bytes"] is None  # no CUDA counters on the CPU
+
+
+@pytest.mark.gpu
+def test_a_cuda_run_reports_every_counter(gridrun: ModuleType) -> None:
+    """On a lent GPU: the smallest grid point, for real, with the memory counters the cases need."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    point = grid.asdict(grid.default_grid()[0]) | {"seq_len": 256}
+    result = gridrun.run_point(point, "cuda", warmup=2, steps=3)
+    assert "error" not in result
+    alloc, reserved = result["max_memory_allocated_bytes"], result["max_memory_reserved_bytes"]
+    assert 124_439_808 * 16 < alloc <= reserved  # weights + grads + Adam states, at least
+    assert result["tokens_per_s"] > 0
+    cases = grid.cases_for(result, grid.catalogue_gpu(result["device_name"]), "test", "today")
+    for case in cases:
+        check_case(case)

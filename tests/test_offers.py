@@ -274,6 +274,10 @@ def test_bad_files(tmp_path: Path) -> None:
         load_offers(broken)
     with pytest.raises(PreflightError, match="an existing JSON file"):
         load_offers(tmp_path / "missing.json")
+    # Regression (the MCP fuzz): the OS refuses to look these up; is_file() raised instead of saying no.
+    for unlookable in ("A" * 10_000, "offers\x00.json"):
+        with pytest.raises(PreflightError, match="an existing JSON file"):
+            load_offers(unlookable)
     with pytest.raises(PreflightError, match="show instance"):
         load_offers(SHOW_INSTANCE)
     with pytest.raises(PreflightError, match="storage_gb: got -1"):

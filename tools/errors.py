@@ -7,6 +7,8 @@ Every refusal names the field, what was sent and what is allowed; the CLI prints
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -78,3 +80,18 @@ def has_control_chars(text: str, allow_newlines: bool = False) -> bool:
     """
     allowed = "\n\r\t" if allow_newlines else ""
     return any((ord(ch) < 32 or ord(ch) == 127) and ch not in allowed for ch in text)
+
+
+def is_existing_file(path: str | os.PathLike[str]) -> bool:
+    """``Path.is_file()`` that answers False instead of raising for a path the OS cannot even look up.
+
+    Why: ``is_file()`` swallows only "not found"-like errors; a component over 255 bytes raises
+    ``OSError(ENAMETOOLONG)`` and a NUL raises ``ValueError``, which would escape a tool as a bare error.
+
+    >>> is_existing_file("A" * 10_000), is_existing_file("a\\x00b"), is_existing_file(__file__)
+    (False, False, True)
+    """
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False

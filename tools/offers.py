@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation
 
-from gpu_preflight.tools.errors import PreflightError, preview
+from gpu_preflight.tools.errors import PreflightError, is_existing_file, preview
 from gpu_preflight.tools.offers_time import CapturedAtSource, age_text, parse_time
 
 __all__ = ["CapturedAtSource", "Offer", "OfferSet", "SkippedRecord", "age_text", "dph_total_for_storage",
@@ -129,7 +129,7 @@ def load_offers(path_or_text: str | Path) -> OfferSet:
     else:
         path = Path(path_or_text)
         source = str(path)
-        if not str(path_or_text).strip() or not path.is_file():
+        if not str(path_or_text).strip() or not is_existing_file(path):
             raise PreflightError("offers", str(path_or_text), "an existing JSON file, or JSON text")
         try:
             text = path.read_text(encoding="utf-8")

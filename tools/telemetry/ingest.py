@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
-from ..errors import PreflightError
+from ..errors import PreflightError, is_existing_file
 from .lines import StreamParser, split_segments, strip_ansi
 from .models import (
     GPU_FORMATS,
@@ -94,11 +94,11 @@ def read_text(text_or_path: str | os.PathLike[str]) -> str:
     """The text itself, or a file's contents when given a path (a ``Path`` or a one-line string naming a file)."""
     if isinstance(text_or_path, os.PathLike):
         path = Path(text_or_path)
-        if not path.is_file():
+        if not is_existing_file(path):
             raise PreflightError("path", str(path), "an existing readable file")
         return path.read_bytes().decode("utf-8", errors="replace")
     text = text_or_path
-    if "\n" not in text and len(text) < _MAX_PATH_CHARS and text.strip() and Path(text).is_file():
+    if "\n" not in text and len(text) < _MAX_PATH_CHARS and text.strip() and is_existing_file(text):
         return Path(text).read_bytes().decode("utf-8", errors="replace")
     return text
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import PreflightError, from_validation_error
+from ..errors import PreflightError, from_validation_error, is_existing_file
 from .assess import Assessment, assess
 from .bottleneck import Bottleneck
 from .models import GpuSample, LogSample
@@ -171,7 +171,7 @@ def read_source(path: str, *, fmt: str | None = None, regex: str | None = None) 
             if tail.offset_bytes == before:
                 break
         file = Path(path)
-        if file.is_file() and file.stat().st_size and file.read_bytes()[-1:] in (b"\n", b"\r"):
+        if is_existing_file(file) and file.stat().st_size and file.read_bytes()[-1:] in (b"\n", b"\r"):
             update = tail.flush()  # closes a multi-line record (Composer) the file finished
             samples.extend(update.samples)
         summary = SourceSummary(path=path, format=update.format, samples=len(samples),
