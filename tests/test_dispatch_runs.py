@@ -36,6 +36,25 @@ def test_gate_is_called_first_and_a_refusal_types_nothing(tmux_srv: TmuxTestServ
     assert tmux_srv.capture(pane) == ["$"]
 
 
+@pytest.mark.parametrize(("command", "log_path", "field"), [
+    ("\x1b[201~", None, "command"),  # only a paste marker: nothing left to run
+    ("   ", None, "command"),
+    ("echo \x1b[31mred", None, "command"),  # a control character, refused by default
+    ("python train.py", "train\x00.log", "log_path"),
+])
+def test_a_bad_command_is_refused_before_the_gate_naming_the_field(
+        tmux_srv: TmuxTestServer, command: str, log_path: str | None, field: str) -> None:
+    """Regression (the MCP fuzz): launch_run named the command 'text' (dispatch's word for it) and checked
+    it only after the gate had recorded a decision."""
+    pane = tmux_srv.shell()
+    gate_calls: list[str] = []
+    with pytest.raises(PreflightError) as info:
+        launch_command(pane, command, kind="probe", log_path=log_path, gate=lambda: gate_calls.append("gate"),
+                       socket_name=tmux_srv.socket_name)
+    assert info.value.field == field
+    assert gate_calls == [] and list_audit() == [] and list_runs() == []
+
+
 def test_launch_records_the_run_with_its_pid_and_job(tmux_srv: TmuxTestServer) -> None:
     pane = tmux_srv.shell()
     calls: list[str] = []

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from gpu_preflight.tools.db import transaction
 from gpu_preflight.tools.dispatch.dispatcher import dispatch
 from gpu_preflight.tools.dispatch.models import DispatchResult
+from gpu_preflight.tools.dispatch.sanitize import sanitize_text
 from gpu_preflight.tools.dispatch.schema import open_db
 from gpu_preflight.tools.dispatch.target import validate_target
 from gpu_preflight.tools.errors import PreflightError
@@ -153,6 +154,12 @@ def launch_command(
     """
     if kind not in RUN_KINDS:
         raise PreflightError("kind", kind, "probe or full")
+    # The command's own checks run before the gate, so a refused command leaves no gate decision behind
+    # and the error names ``command`` (dispatch() would call it ``text``).
+    if not sanitize_text(command, dispatch_options.get("controls", "reject"), field="command").strip():
+        raise PreflightError("command", command, "a non-empty shell command")
+    if log_path is not None and "\x00" in log_path:
+        raise PreflightError("log_path", log_path, "a file path without NUL bytes")
     if gate is not None:
         gate()
     result = dispatch(target, command, "shell", socket_name=socket_name, socket_path=socket_path,
