@@ -21,6 +21,7 @@ from gpu_preflight.tools.errors import PreflightError
 
 # Units live in field names; these aliases only carry the range.
 PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 Percent = Annotated[float, Field(ge=0, le=100)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -45,11 +46,15 @@ class ProbeCaps(StrictModel):
 
 
 class Scenarios(StrictModel):
-    """The playbooks' three scenarios; optimistic is the smallest time or cost."""
+    """The playbooks' three scenarios; optimistic is the smallest time or cost.
 
-    optimistic: PositiveFloat
-    base: PositiveFloat
-    pessimistic: PositiveFloat
+    Zero is allowed: the estimator rounds hours to 3 decimals and dollars to cents, so a short run or
+    a very cheap offer legitimately rounds to 0 (refusing it made estimate_run fail for such runs).
+    """
+
+    optimistic: NonNegativeFloat
+    base: NonNegativeFloat
+    pessimistic: NonNegativeFloat
 
     def ordered(self) -> bool:
         return self.optimistic <= self.base <= self.pessimistic

@@ -192,6 +192,15 @@ async def test_run_calibrated_walk(mcp_client: Client) -> None:
     assert "Live throughput 2 steps/s for 36000 target steps." in markdown and "keep after 12 min" in markdown
 
 
+async def test_a_cost_that_rounds_to_zero_still_fills_the_time_cost_item(mcp_client: Client) -> None:
+    """Regression (the MCP fuzz): costs are rounded to cents, and a tiny price made a valid estimate_run
+    fail because the checklist refused cost_usd 0.0."""
+    cid = (await _ok(mcp_client, "checklist_start", run_name="cheap", policy="pre-estimate", spec=_llama()))["id"]
+    answer = await _ok(mcp_client, "estimate_run", spec=_llama(), gpu=GPU, checklist_id=cid, dph_total_usd=0.0001)
+    assert answer["cost_usd"]["optimistic"] == 0.0
+    assert (await _states(mcp_client, cid))["time_cost_table"] == "done"
+
+
 async def test_estimate_run_attaches_to_a_run_calibrated_checklist(mcp_client: Client) -> None:
     cid = (await _ok(mcp_client, "checklist_start", run_name="rc", policy="run-calibrated", spec=_llama()))["id"]
     await _ok(mcp_client, "estimate_run", spec=_llama(), gpu=GPU, checklist_id=cid)
