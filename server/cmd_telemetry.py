@@ -45,6 +45,8 @@ def add_parser(sub: Any) -> None:
         c.add_argument("--total-steps", type=int, default=None, help="total steps, when the log prints none")
         c.add_argument("--window-s", type=float, default=600.0, help="window length, seconds (default 600)")
         c.add_argument("--gpu-interval-s", type=float, default=None, help="seconds between untimed dmon rows")
+        c.add_argument("--enforce-caps", action="store_true",
+                       help="a probe at its step/time cap is stopped (Ctrl-C into its pane, exit record checked)")
         if name == "check":
             c.add_argument("--json", action="store_true")
             c.set_defaults(func=run_check_cmd)
@@ -111,11 +113,34 @@ def _check(args: argparse.Namespace, gpu_samples: Any = ()) -> Any:
     return check_run(make_inputs(fields), gpu_samples=gpu_samples)
 
 
+def _enforce(args: argparse.Namespace, c: Any) -> Any:
+    """``--enforce-caps``: stop a probe that reached its cap; None when there is nothing to stop."""
+    if not args.enforce_caps:
+        return None
+    if not args.run:
+        raise PreflightError("--enforce-caps", None, "a run id (RUN): caps are recorded on dispatched probe runs")
+    if c.probe_cap is None or not c.probe_cap.reached:
+        return None
+    if c.heartbeat is not None and c.heartbeat.get("state") in ("exited", "pane_gone"):
+        return None
+    from gpu_preflight.tools.dispatch import interrupt_run
+
+    return interrupt_run(args.run)
+
+
 def run_check_cmd(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.telemetry.report import check_markdown
 
     c = _check(args)
-    sys.stdout.write((c.model_dump_json(exclude_none=True) if args.json else check_markdown(c)) + "\n")
+    stop = _enforce(args, c)
+    if args.json and args.enforce_caps:
+        payload = c.model_dump(mode="json", exclude_none=True)
+        payload["enforced"] = stop.model_dump() if stop is not None else None
+        sys.stdout.write(json.dumps(payload) + "\n")
+    elif args.json:
+        sys.stdout.write(c.model_dump_json(exclude_none=True) + "\n")
+    else:
+        sys.stdout.write(check_markdown(c) + (f"\nenforced: {stop.reason}" if stop is not None else "") + "\n")
     return KILL_EXIT if c.decision.decision == "kill" else 0
 
 
@@ -138,6 +163,9 @@ def run_watch(args: argparse.Namespace) -> int:
     try:
         while True:
             c = _check(args, gpu_samples=sampler.readings() if sampler else ())
+            stop = _enforce(args, c)
+            if stop is not None:
+                note += f"enforced at {time.strftime('%H:%M:%S')}: {stop.reason}\n"
             stamp = time.strftime("%H:%M:%S")
             head = f"preflight watch {args.run or args.log}  {stamp}  (Ctrl-C to leave)\n"
             sys.stdout.write(("\x1b[H\x1b[2J" if clear else "") + head + note + check_markdown(c) + "\n")

@@ -126,10 +126,10 @@ def output_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 SPEC_FIELDS = (
-    "Run spec, same as a spec file: model (preset name | hf_config path | params_total + shape), training "
+    "Run spec (as in a spec file): model (preset name | hf_config path | params_total + shape), training "
     "(method full|lora|qlora, lora_rank, precision, optimizer, seq_len, micro_batch, grad_accum, num_gpus, sharding, "
-    "activation_checkpointing, offload, ...), target (one of target_tokens | target_steps | epochs+dataset_tokens), "
-    "overheads (setup_debug_hours, ...), baseline?. Every field: resource preflight://schema/run-spec."
+    "activation_checkpointing, offload, ...), target (target_tokens | target_steps | epochs+dataset_tokens), "
+    "overheads?, baseline?. All fields: preflight://schema/run-spec."
 )
 SPEC_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -7,6 +7,7 @@ Public API (plain functions and pydantic models; the CLI and MCP layers wrap the
 * :func:`record_run`, :func:`get_run`, :func:`list_runs`, :func:`launch_command` -> :class:`RunRecord`,
   :class:`LaunchResult`
 * :func:`list_audit` -> :class:`AuditEntry`; :func:`list_pane_infos` -> :class:`PaneInfo`
+* :func:`interrupt_run` -> :class:`InterruptResult` (Ctrl-C, proven by the job's exit record)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gpu_preflight.tools.dispatch.runs import LaunchResult, RunRecord, get_run, 
 from gpu_preflight.tools.dispatch.sanitize import sanitize_text
 from gpu_preflight.tools.dispatch.screen import TuiProfile
 from gpu_preflight.tools.dispatch.shell_job import JobRecord, read_job, wait_for_exit
+from gpu_preflight.tools.dispatch.stop import InterruptResult, interrupt_run
 from gpu_preflight.tools.dispatch.target import make_tmux
 from gpu_preflight.tools.dispatch.tui import TuiTiming
 
@@ -38,6 +40,7 @@ __all__ = [
     "DispatchStatus",
     "Heartbeat",
     "HeartbeatReport",
+    "InterruptResult",
     "JobRecord",
     "LaunchResult",
     "PaneInfo",
@@ -48,6 +51,7 @@ __all__ = [
     "get_run",
     "heartbeat",
     "heartbeat_all",
+    "interrupt_run",
     "launch_command",
     "list_audit",
     "list_pane_infos",

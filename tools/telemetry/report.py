@@ -30,6 +30,8 @@ def check_markdown(c: RunCheck) -> str:
     lines = [head]
     if c.heartbeat is not None:
         lines.append(f"heartbeat: {c.heartbeat.get('state')} ({c.heartbeat.get('reason', '')})")
+    if c.probe_cap is not None:
+        lines.append(f"probe cap: {c.probe_cap.reason}")
     w = c.window
     if w is not None:
         util = f"{w.gpu_util_avg_pct:.0f}%" if w.gpu_util_avg_pct is not None else "n/a"

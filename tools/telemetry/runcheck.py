@@ -11,7 +11,8 @@ without it ``heartbeat`` is null and a note says so, and the check still runs fr
 
 Decision (``keep | kill | done | wait``), first match wins: the run exited or its job ended (``done``
 on exit code 0, else ``kill``: the GPU is idle and billed); hung or the GPU fell off the bus
-(``kill``); a fired trigger (``kill``: pause, reclassify, change one variable, relaunch); waiting
+(``kill``); a probe at its step or time cap (``kill``: see :mod:`.probecap`); a fired trigger
+(``kill``: pause, reclassify, change one variable, relaunch); waiting
 for input or its pane gone (``wait``: look before paying on); no training record yet (``wait``);
 otherwise ``keep``.
 """
@@ -32,6 +33,7 @@ from .assess import Assessment, assess
 from .bottleneck import Bottleneck
 from .models import GpuSample, LogSample
 from .nvml import NvmlSnapshot
+from .probecap import ProbeCap, probe_cap
 from .tail import LogTail
 from .timeline import Timeline, build_timeline
 from .triggers import Prediction, TriggerConfig, TriggerName, TriggerStatus
@@ -60,6 +62,8 @@ class RunInputs(BaseModel):
     gpu_interval_s: float | None = Field(default=None, ge=0.01, le=86_400)
     early_checkpoint_s: float = Field(default=600.0, gt=0, le=10**7)
     started_at_epoch_s: float | None = Field(default=None, ge=0, le=1e11)
+    cap_steps: int | None = Field(default=None, ge=1, le=10**12)
+    cap_seconds: float | None = Field(default=None, gt=0, le=10**7)
 
     @field_validator("log_path", "nvsmi_path")
     @classmethod
@@ -154,6 +158,7 @@ class RunCheck(BaseModel):
     cost_to_finish_usd: float | None = None
     cost_total_usd: float | None = None
     gpu_now: NvmlSnapshot | None = None
+    probe_cap: ProbeCap | None = Field(default=None, description="A probe's step/time cap and whether it is reached.")
     decision: RunDecision
 
 
@@ -269,6 +274,7 @@ def _answer(inputs: RunInputs, a: Assessment, logs: list[LogSample], hb: dict[st
     to_finish = round(eta_s / 3600 * dph, 2) if eta_s is not None and dph else None
     if dph is None:
         notes.append("no price: costs are null (pass dph_total_usd)")
+    cap = probe_cap(inputs.cap_steps, inputs.cap_seconds, steps[-1] if steps else None, elapsed_s)
     briefs = [TriggerBrief(name=r.name, status=r.status, message=r.message,
                            evidence=r.evidence if r.status == "fired" else {}) for r in a.triggers]
     return RunCheck(
@@ -281,7 +287,7 @@ def _answer(inputs: RunInputs, a: Assessment, logs: list[LogSample], hb: dict[st
         elapsed_hours=round(elapsed_s / 3600, 4) if elapsed_s is not None else None, dph_total_usd=dph,
         cost_so_far_usd=so_far, cost_to_finish_usd=to_finish,
         cost_total_usd=round(so_far + to_finish, 2) if so_far is not None and to_finish is not None else None,
-        gpu_now=gpu_now, decision=decide_run(hb, a, logs, gpu_now),
+        gpu_now=gpu_now, probe_cap=cap, decision=decide_run(hb, a, logs, gpu_now, cap),
     )
 
 
@@ -295,7 +301,7 @@ def _measured_tokens(windows: list[Window], num_gpus: int | None) -> float | Non
 
 
 def decide_run(hb: dict[str, Any] | None, a: Assessment, logs: list[LogSample],
-               gpu_now: NvmlSnapshot | None) -> RunDecision:
+               gpu_now: NvmlSnapshot | None, cap: ProbeCap | None = None) -> RunDecision:
     """keep / kill / done / wait for a running job (rules in the module doc)."""
     state = hb.get("state") if hb else None
     code, signal = (hb.get("exit_code"), hb.get("signal")) if hb else (None, None)
@@ -310,6 +316,9 @@ def decide_run(hb: dict[str, Any] | None, a: Assessment, logs: list[LogSample],
         return RunDecision(decision="kill", reason=f"hung: {hb.get('reason') if hb else ''}; stop paying")
     if gpu_now is not None and gpu_now.answer is not None and gpu_now.answer.run_killing:
         return RunDecision(decision="kill", reason=f"GPU lost: {gpu_now.answer.message}")
+    if cap is not None and cap.reached:
+        return RunDecision(decision="kill", reason=f"{cap.reason}: stop it (preflight check RUN --enforce-caps), "
+                           "calibrate from what it measured, then launch the full run through the gate")
     if a.fired:
         fired = [r for r in a.triggers if r.status == "fired"]
         reason = "; ".join(f"{r.name}: {r.message}" for r in fired)
@@ -348,7 +357,8 @@ def resolve_run(run_id: str, overrides: dict[str, Any], *, with_heartbeat: bool 
         return make_inputs(given), None, [note], None
     record = dispatch.get_run(run_id)
     base = {"log_path": record.log_path, "predicted_tokens_per_s": record.predicted_tokens_per_s,
-            "started_at_epoch_s": record.started_at_epoch_s}
+            "started_at_epoch_s": record.started_at_epoch_s, "cap_steps": record.cap_steps,
+            "cap_seconds": record.cap_seconds}
     inputs = make_inputs({k: v for k, v in base.items() if v is not None} | given)
     notes: list[str] = []
     hb: dict[str, Any] | None = None
