@@ -85,9 +85,9 @@ def register(mcp: MCPServer) -> None:
     @mcp.resource("preflight://schema/run-spec", mime_type="application/json")
     def run_spec_schema() -> str:
         """The run spec's full JSON schema: every field with its unit, bounds and meaning."""
-        from gpu_preflight.server.schemas import FULL_SPEC_SCHEMA
+        from gpu_preflight.server.schemas import full_spec_schema
 
-        return json.dumps(FULL_SPEC_SCHEMA)
+        return json.dumps(full_spec_schema())
 
     @mcp.resource("preflight://models", mime_type="application/json")
     def model_presets() -> str:
