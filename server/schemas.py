@@ -143,7 +143,8 @@ SPEC_SCHEMA: dict[str, Any] = {
 def full_spec_schema() -> dict[str, Any]:
     """The whole run-spec schema (the ``preflight://schema/run-spec`` resource), built on first read: it
     costs ~10 ms that ``preflight serve`` should not spend before answering ``initialize``."""
-    return compact_schema(inline_schema(RunSpec))
+    schema: dict[str, Any] = compact_schema(inline_schema(RunSpec))
+    return schema
 
 
 GPU_SCHEMA: dict[str, Any] = {
