@@ -34,29 +34,27 @@ CAPABILITY_MODULES = (
 def create_server() -> MCPServer:
     """Build a fresh server (tests get one each; ``preflight serve`` runs one over stdio)."""
     from gpu_preflight.server import __version__
+    from gpu_preflight.server.outschemas import deferred_output_schemas
 
     mcp = MCPServer("preflight", version=__version__, instructions=INSTRUCTIONS)
-    for name in CAPABILITY_MODULES:
-        module = importlib.import_module(name)
-        module.register(mcp)
-    _compact_output_schemas(mcp)
+    with deferred_output_schemas(mcp):  # output schemas: top-level shape, stored (see outschemas)
+        for name in CAPABILITY_MODULES:
+            module = importlib.import_module(name)
+            module.register(mcp)
+    _compact_input_schemas(mcp)
     return mcp
 
 
-def _compact_output_schemas(mcp: MCPServer) -> None:
-    """Input schemas without titles or bounds; output schemas reduced to their top-level shape.
+def _compact_input_schemas(mcp: MCPServer) -> None:
+    """Input schemas without titles or bounds (output schemas are already reduced to their top level).
 
     ``tools/list`` is read on every session (goal < 24 KB). Arguments and results are validated
     against the pydantic models, not these schemas, so trimming them changes nothing but size.
     """
-    from gpu_preflight.server.schemas import compact_schema, output_schema
+    from gpu_preflight.server.schemas import compact_schema
 
-    # The SDK offers no public hook to rewrite a registered tool's output schema.
+    # The SDK offers no public hook to rewrite a registered tool's schemas.
     for tool in mcp._tool_manager.list_tools():
         tool.description = inspect.cleandoc(tool.description or "")
         # Bounds stay enforced by the argument models; the error names the field and what is allowed.
         tool.parameters = compact_schema(tool.parameters, keep_bounds=False)
-        meta = tool.fn_metadata
-        if meta.output_schema is not None:
-            meta.output_schema = output_schema(meta.output_schema)
-            tool.__dict__.pop("output_schema", None)
