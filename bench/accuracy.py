@@ -43,6 +43,7 @@ import peers
 from gpu_preflight.tools.estimate import estimate_run, trainable_params
 from gpu_preflight.tools.modelshape import resolve_model
 from gpu_preflight.tools.spec import parse_spec
+from gpu_preflight.tools.throughput import SCENARIO_FACTORS
 
 CASES_PATH = Path(__file__).resolve().parent / "cases" / "published.json"
 MEASURED_PATH = CASES_PATH.with_name("measured.json")  # written by bench/measure_grid.py on a GPU
@@ -88,7 +89,12 @@ class Row:
         """Inside the playbook's own band around our base, x0.6..x1.2 (cold estimates publish x1.3)."""
         if self.low is None or self.high is None:
             return None
-        return 0.6 * self.ours <= self.measured <= 1.2 * self.ours
+        return in_playbook_band(self.measured, self.ours)
+
+
+def in_playbook_band(measured: float, base: float) -> bool:
+    """``measured`` inside the playbook's pessimistic..optimistic rates around ``base`` (x0.6..x1.2)."""
+    return SCENARIO_FACTORS["pessimistic"] * base <= measured <= SCENARIO_FACTORS["optimistic"] * base
 
 
 def load_cases(path: Path = CASES_PATH) -> list[dict[str, Any]]:
@@ -215,7 +221,7 @@ def score(rows: list[Row], estimator: str) -> Score | None:
             inside.append(r.in_range)
             inside_playbook_band.append(bool(r.in_range_playbook_band))
         if r.kind == "throughput" and estimator == "playbook" and value is not None:
-            inside.append(0.6 * value <= r.measured <= 1.2 * value)
+            inside.append(in_playbook_band(r.measured, value))
     if not errs:
         return None
     abs_errs = [abs(e) for e in errs]

@@ -21,7 +21,6 @@ from gpu_preflight.tools.errors import PreflightError
 
 # Units live in field names; these aliases only carry the range.
 PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 Percent = Annotated[float, Field(ge=0, le=100)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -52,9 +51,9 @@ class Scenarios(StrictModel):
     a very cheap offer legitimately rounds to 0 (refusing it made estimate_run fail for such runs).
     """
 
-    optimistic: NonNegativeFloat
-    base: NonNegativeFloat
-    pessimistic: NonNegativeFloat
+    optimistic: NonNegFloat
+    base: NonNegFloat
+    pessimistic: NonNegFloat
 
     def ordered(self) -> bool:
         return self.optimistic <= self.base <= self.pessimistic

@@ -12,9 +12,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpu_preflight.tools.errors import PreflightError, is_existing_file
+
+if TYPE_CHECKING:  # imported inside the commands, so `preflight --help` stays fast
+    from gpu_preflight.tools.dispatch import InterruptResult
+    from gpu_preflight.tools.telemetry.runcheck import RunCheck
 
 KILL_EXIT = 3
 
@@ -113,7 +117,7 @@ def _check(args: argparse.Namespace, gpu_samples: Any = ()) -> Any:
     return check_run(make_inputs(fields), gpu_samples=gpu_samples)
 
 
-def _enforce(args: argparse.Namespace, c: Any) -> Any:
+def _enforce(args: argparse.Namespace, c: RunCheck) -> InterruptResult | None:
     """``--enforce-caps``: stop a probe that reached its cap; None when there is nothing to stop."""
     if not args.enforce_caps:
         return None

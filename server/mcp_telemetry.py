@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server import MCPServer
 from mcp.types import CallToolResult
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 
 from gpu_preflight.server._errors import tool_errors
@@ -25,15 +25,7 @@ from gpu_preflight.tools.telemetry.runcheck import RunCheck
 
 MAX_SAMPLES_SHOWN = 20
 
-def _no_nul(path: str | None) -> str | None:
-    """A NUL cannot be in a path; refused here so the field is named (open() would raise ValueError)."""
-    if path is not None and "\x00" in path:
-        raise ValueError("a file path cannot contain a NUL byte")
-    return path
-
-
-PathArg = Annotated[str | None, Field(default=None, max_length=4096, description="A file on this host."),
-                    AfterValidator(_no_nul)]
+PathArg = Annotated[str | None, Field(default=None, max_length=4096, description="A file on this host.")]
 RunIdArg = Annotated[str, Field(min_length=1, max_length=64, description="The run id the dispatcher recorded.")]
 StepsArg = Annotated[int | None, Field(default=None, ge=1, description="Total steps if the log lacks them.")]
 GpusArg = Annotated[int | None, Field(default=None, ge=1, description="GPUs of the job.")]
