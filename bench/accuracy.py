@@ -40,10 +40,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers
 
-from gpu_preflight.tools.estimate import estimate_run, trainable_params
-from gpu_preflight.tools.modelshape import resolve_model
-from gpu_preflight.tools.spec import parse_spec
-from gpu_preflight.tools.throughput import SCENARIO_FACTORS
+from gpu_preflight.tools.estimator.estimate import estimate_run, trainable_params
+from gpu_preflight.tools.estimator.modelshape import resolve_model
+from gpu_preflight.tools.estimator.spec import parse_spec
+from gpu_preflight.tools.estimator.throughput import SCENARIO_FACTORS
 
 CASES_PATH = Path(__file__).resolve().parent / "cases" / "published.json"
 MEASURED_PATH = CASES_PATH.with_name("measured.json")  # written by bench/measure_grid.py on a GPU

@@ -2,7 +2,7 @@
 
 Why plain PyTorch and random weights: the lent GPU machines reach no network (no Hub download), and
 the estimator predicts from the shape alone, so the model is built from the same
-:class:`~gpu_preflight.tools.modelshape.ResolvedModel` the estimator reads. ``build_model`` is
+:class:`~gpu_preflight.tools.estimator.modelshape.ResolvedModel` the estimator reads. ``build_model`` is
 checked against every preset's published parameter count, and the LoRA wrapper against
 ``lora_trainable_params``, so the measured run is the configuration the estimate describes.
 
@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from gpu_preflight.tools.modelshape import ResolvedModel, lora_trainable_params, resolve_model
-from gpu_preflight.tools.spec import ModelSpec
+from gpu_preflight.tools.estimator.modelshape import ResolvedModel, lora_trainable_params, resolve_model
+from gpu_preflight.tools.estimator.spec import ModelSpec
 
 BIAS_EVERYWHERE = ("gpt2", "gpt_neox", "bert", "opt")
 DROPOUT_P = 0.1  # GPT-2's resid/attn/embd dropout in its config.json

@@ -136,8 +136,8 @@ async def _round_trips(mode: str, tool: str, arguments: dict[str, Any], calls: i
 
 def _domain_ms(arguments: dict[str, Any], calls: int) -> float:
     """``estimate_run`` + its markdown without MCP: the floor under the round trip."""
-    from gpu_preflight.tools.estimate import estimate_run
-    from gpu_preflight.tools.render import estimate_markdown
+    from gpu_preflight.tools.estimator.estimate import estimate_run
+    from gpu_preflight.tools.estimator.render import estimate_markdown
 
     times = []
     for _ in range(calls):

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gpu_preflight.tools.catalogue import lookup_gpu
+from gpu_preflight.tools.estimator.catalogue import lookup_gpu
 
 HERE = Path(__file__).resolve().parent
 OUT_PATH = HERE / "cases" / "measured.json"

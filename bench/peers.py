@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpu_preflight.tools.modelshape import ResolvedModel
-from gpu_preflight.tools.spec import RunSpec
+from gpu_preflight.tools.estimator.modelshape import ResolvedModel
+from gpu_preflight.tools.estimator.spec import RunSpec
 
 GB = 1e9
 RUNNER = Path(__file__).with_name("peer_runner.py")

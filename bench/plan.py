@@ -16,9 +16,9 @@ import statistics
 import time
 from pathlib import Path
 
-from gpu_preflight.tools.offers import offers_from_json
-from gpu_preflight.tools.options import plan_options
-from gpu_preflight.tools.spec import load_spec_file
+from gpu_preflight.tools.estimator.spec import load_spec_file
+from gpu_preflight.tools.offers.options import plan_options
+from gpu_preflight.tools.offers.records import offers_from_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "vast"

@@ -1,4 +1,5 @@
-"""The pre-run checklist engine, its policies as data, and the launch gate.
+"""The pre-run checklist engine, its policies as data, and the launch gate (pre-estimation §7 "Agent Pre-Run
+Checklist"; run-calibrated "Important Policy" and Stage A, the probe-first gate).
 
 Public API (plain Python; the MCP tools and the CLI are thin wrappers over it):
 

@@ -40,8 +40,8 @@ from gpu_preflight.checklist.views import (
     ItemState,
     ItemStatus,
 )
-from gpu_preflight.tools.db import transaction
-from gpu_preflight.tools.errors import PreflightError, has_control_chars
+from gpu_preflight.tools.common.db import transaction
+from gpu_preflight.tools.common.errors import PreflightError, has_control_chars
 
 MANUAL_SOURCES = frozenset({"agent", MANUAL_TOOL})
 MAX_RUN_NAME_CHARS = 200

@@ -19,7 +19,7 @@ from gpu_preflight.checklist.evidence_base import Evidence
 from gpu_preflight.checklist.policy import Policy, PolicyItem
 from gpu_preflight.checklist.store import ChecklistRow, EvidenceRow
 from gpu_preflight.checklist.views import ItemStateName
-from gpu_preflight.tools.errors import PreflightError, from_validation_error
+from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
 
 
 @dataclass(frozen=True)

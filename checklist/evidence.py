@@ -25,7 +25,7 @@ from gpu_preflight.checklist.evidence_run import (
     ProbeMeasurementsEvidence,
     StageAChecksEvidence,
 )
-from gpu_preflight.tools.errors import PreflightError, from_validation_error
+from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
 
 __all__ = [
     "SCHEMAS",

@@ -19,8 +19,8 @@ from gpu_preflight.checklist.policy import load_policy
 from gpu_preflight.checklist.store import GateRow, gate_decisions, get_checklist, insert_gate_decision, latest_evidence
 from gpu_preflight.checklist.store import open_db as _open_db
 from gpu_preflight.checklist.views import GateDecision
-from gpu_preflight.tools.db import transaction
-from gpu_preflight.tools.errors import PreflightError, has_control_chars
+from gpu_preflight.tools.common.db import transaction
+from gpu_preflight.tools.common.errors import PreflightError, has_control_chars
 
 MIN_OVERRIDE_REASON_CHARS = 8
 KINDS = ("probe", "full")

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gpu_preflight.checklist.evidence import ProbeCaps, parse_thresholds, schema_for
 from gpu_preflight.checklist.evidence_base import Evidence, StrictModel
-from gpu_preflight.tools.errors import PreflightError, from_validation_error
+from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
 
 PolicyName = Literal["pre-estimate", "run-calibrated"]
 POLICY_NAMES: tuple[str, ...] = get_args(PolicyName)

@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
 
 NO_SPEC_HASH = hashlib.sha256(b"null").hexdigest()
 

@@ -15,8 +15,8 @@ import uuid
 from dataclasses import dataclass, fields
 from typing import Any
 
-from gpu_preflight.tools.db import connect, migrate
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.common.db import connect, migrate
+from gpu_preflight.tools.common.errors import PreflightError
 
 COMPONENT = "checklist"
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"

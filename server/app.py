@@ -1,6 +1,6 @@
 """The MCP server: one ``MCPServer`` with the tools of every capability registered on it.
 
-Each capability lives in its own ``server/mcp_*.py`` module exposing ``register(mcp)``; this module
+Each capability lives in its own ``server/mcp/*.py`` module exposing ``register(mcp)``; this module
 only assembles them, so a new capability never edits another's wiring.
 """
 
@@ -23,11 +23,11 @@ INSTRUCTIONS = (
 
 # Modules that register tools, resources and prompts, one per capability.
 CAPABILITY_MODULES = (
-    "gpu_preflight.server.mcp_estimate",
-    "gpu_preflight.server.mcp_offers",
-    "gpu_preflight.server.mcp_checklist",
-    "gpu_preflight.server.mcp_dispatch",
-    "gpu_preflight.server.mcp_telemetry",
+    "gpu_preflight.server.mcp.estimate",
+    "gpu_preflight.server.mcp.offers",
+    "gpu_preflight.server.mcp.checklist",
+    "gpu_preflight.server.mcp.dispatch",
+    "gpu_preflight.server.mcp.telemetry",
 )
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from gpu_preflight.checklist import checklist_status, record_evidence
 from gpu_preflight.checklist.views import ChecklistStatus
-from gpu_preflight.tools.estimate import RunEstimate
-from gpu_preflight.tools.options import PlanResult
-from gpu_preflight.tools.spec import RunSpec
+from gpu_preflight.tools.estimator.estimate import RunEstimate
+from gpu_preflight.tools.estimator.spec import RunSpec
+from gpu_preflight.tools.offers.options import PlanResult
 
 
 def estimate_evidence(e: RunEstimate, *, include_time_cost: bool = True) -> dict[str, dict[str, Any]]:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from mcp.server.transport_security import TransportSecuritySettings
 
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send

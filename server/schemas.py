@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, Field, WithJsonSchema
 
-from gpu_preflight.tools.spec import RunSpec
+from gpu_preflight.tools.estimator.spec import RunSpec
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from gpu_preflight.tools.estimate import estimate_run
-from gpu_preflight.tools.spec import parse_spec
+from gpu_preflight.tools.estimator.estimate import estimate_run
+from gpu_preflight.tools.estimator.spec import parse_spec
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 SPEC_KEYS = {"model", "training", "target", "overheads", "baseline"}

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from helpers_cases import check_case, load_bench_module
 
-from gpu_preflight.tools.throughput import SCENARIO_FACTORS
+from gpu_preflight.tools.estimator.throughput import SCENARIO_FACTORS
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES_FILE = ROOT / "bench" / "cases" / "published.json"

@@ -19,8 +19,8 @@ from helpers_probe import SPEC
 
 from gpu_preflight.checklist import checklist_status, load_policy, record_evidence, start_checklist
 from gpu_preflight.checklist.examples import example
-from gpu_preflight.tools.errors import PreflightError
-from gpu_preflight.tools.offers import OfferSet, offers_from_json
+from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.offers.records import OfferSet, offers_from_json
 from gpu_preflight.tools.telemetry import runcheck
 from gpu_preflight.tools.telemetry.assess import assess_samples
 from gpu_preflight.tools.telemetry.calibrate import calibrate, parse_probe

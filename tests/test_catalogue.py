@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpu_preflight.tools.catalogue import catalogue, lookup_gpu, resolve_gpu
+from gpu_preflight.tools.estimator.catalogue import catalogue, lookup_gpu, resolve_gpu
 
 VAST_NAMES = ["H100 SXM", "H100 PCIE", "H100 NVL", "H200", "A100 SXM4", "A100 PCIE", "A100X", "L40S", "L40",
               "RTX 6000Ada", "RTX A6000", "A40", "A10", "RTX 5090", "RTX 4090", "RTX 3090", "RTX A5000",

@@ -17,7 +17,7 @@ from gpu_preflight.checklist import (
     update_spec,
 )
 from gpu_preflight.checklist.examples import example
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from gpu_preflight.checklist.evidence import SCHEMAS, parse_evidence
 from gpu_preflight.checklist.examples import EXAMPLES, example
 from gpu_preflight.checklist.policy import POLICY_NAMES, load_policies, load_policy
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
 
 
 def _parse(policy: str, item: str, evidence: Any) -> Any:

@@ -23,7 +23,7 @@ from gpu_preflight.checklist import (
     update_spec,
 )
 from gpu_preflight.checklist.examples import example
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
 
 SPEC = {"model": {"name": "llama-3.1-8b"}, "training": {"method": "full", "micro_batch": 4, "seq_len": 4096}}
 SPEC_MB8 = {"model": {"name": "llama-3.1-8b"}, "training": {"method": "full", "micro_batch": 8, "seq_len": 4096}}

@@ -12,7 +12,7 @@ import pytest
 
 from gpu_preflight.checklist import checklist_report, checklist_status, gate, record_evidence, start_checklist
 from gpu_preflight.checklist.examples import example
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
 
 SPEC = {"model": {"name": "qwen2.5-7b"}, "training": {"method": "lora", "micro_batch": 8}}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from helpers_spec import spec
 
-from gpu_preflight.tools.estimate import RunEstimate, estimate_run
+from gpu_preflight.tools.estimator.estimate import RunEstimate, estimate_run
 
 BASELINE = {"baseline": {"tokens_per_s": 1000.0, "gpu": "RTX 4090"}}
 

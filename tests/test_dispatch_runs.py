@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from helpers_tmux import TmuxTestServer
 
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch import dispatch, get_run, launch_command, list_audit, list_runs, record_run
-from gpu_preflight.tools.errors import PreflightError
 
 
 def test_record_and_get_run_round_trip() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from helpers_tmux import APPS, TmuxTestServer, naive_libtmux, naive_one_call, retry_until, settle
 
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch import dispatch, list_audit, procfs, read_job, wait_for_exit
 from gpu_preflight.tools.dispatch.target import make_tmux
-from gpu_preflight.tools.errors import PreflightError
 
 
 def test_job_is_confirmed_by_its_start_record_and_exit_code_is_recorded(tmux_srv: TmuxTestServer) -> None:

@@ -20,8 +20,8 @@ from helpers_tmux import (
     wait_ready,
 )
 
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch import DispatchResult, TuiTiming, dispatch
-from gpu_preflight.tools.errors import PreflightError
 
 
 class Apps:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch.profiles import get_profile
 from gpu_preflight.tools.dispatch.sanitize import sanitize_text, strip_paste_markers
 from gpu_preflight.tools.dispatch.screen import (
@@ -17,7 +18,6 @@ from gpu_preflight.tools.dispatch.screen import (
 )
 from gpu_preflight.tools.dispatch.target import validate_target
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux
-from gpu_preflight.tools.errors import PreflightError
 
 
 def test_paste_end_sequence_is_always_stripped_even_when_controls_allowed() -> None:

@@ -144,7 +144,7 @@ def test_bearer_check_is_exact() -> None:
 
 
 def test_read_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gpu_preflight.tools.errors import PreflightError
+    from gpu_preflight.tools.common.errors import PreflightError
 
     monkeypatch.delenv("PREFLIGHT_HTTP_TOKEN", raising=False)
     assert read_token(None) == (None, "PREFLIGHT_HTTP_TOKEN")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from helpers_cases import check_case, load_bench_module
 
-from gpu_preflight.tools.modelshape import lora_trainable_params, preset_names
+from gpu_preflight.tools.estimator.modelshape import lora_trainable_params, preset_names
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"

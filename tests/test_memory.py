@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from helpers_spec import spec
 
-from gpu_preflight.tools.estimate import estimate_run
-from gpu_preflight.tools.memory_gpu import verdict_for
-from gpu_preflight.tools.memory_host import cpu_verdict
+from gpu_preflight.tools.estimator.estimate import estimate_run
+from gpu_preflight.tools.estimator.memory_gpu import verdict_for
+from gpu_preflight.tools.estimator.memory_host import cpu_verdict
 
 P_GPT2 = 124_439_808
 # Saved activations per token per layer (bytes): attention elements 2h+2q+2kv = 6*768 = 4608, MLP 2h+2I =
@@ -164,7 +164,7 @@ def test_optimizer_in_backward_frees_gradients_and_needs_no_accumulation() -> No
     inbwd = estimate_run(spec(optimizer_in_backward=True), "RTX 4090").memory.gpu.breakdown
     assert inbwd.step_transient_gb == 0
     assert inbwd.gradients_gb < fused.gradients_gb / 5  # about two layers' gradients in flight
-    from gpu_preflight.tools.errors import PreflightError
+    from gpu_preflight.tools.common.errors import PreflightError
 
     with pytest.raises(PreflightError, match="grad_accum"):
         estimate_run(spec(optimizer_in_backward=True, grad_accum=4), "RTX 4090")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gpu_preflight.tools.estimate import estimate_run
+from gpu_preflight.tools.estimator.estimate import estimate_run
 
 MIB = 1024**2 / 1e9
 CONTEXT_MIB = 1343

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gpu_preflight.tools.errors import PreflightError
-from gpu_preflight.tools.modelshape import lora_trainable_params, preset_names, resolve_model
-from gpu_preflight.tools.spec import ModelSpec
+from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.estimator.modelshape import lora_trainable_params, preset_names, resolve_model
+from gpu_preflight.tools.estimator.spec import ModelSpec
 
 HF_CONFIGS = Path(__file__).parent / "fixtures" / "hf_configs"
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from gpu_preflight.tools.errors import PreflightError
-from gpu_preflight.tools.offers import Offer, age_text, dph_total_for_storage, load_offers
-from gpu_preflight.tools.offers_live import cache_path, resolve_api_key, search_live
+from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.offers.live import cache_path, resolve_api_key, search_live
+from gpu_preflight.tools.offers.records import Offer, age_text, dph_total_for_storage, load_offers
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vast"
 GUANGXI_4090 = FIXTURES / "rtx4090_guangxi_cli_raw_2024.json"
@@ -25,7 +25,7 @@ NORWAY_3090 = FIXTURES / "rtx3090_norway_bundles_2022.json"
 FARM_5090 = FIXTURES / "rtx5090_500farm_offers_2025-07-26.json"
 MULTI_GPU = FIXTURES / "recorded_market_multi_gpu_2026-07-30_TRIMMED.json"
 SHOW_INSTANCE = FIXTURES / "a5000_show_instance_record.json"
-SNAPSHOT = Path(__file__).parent.parent / "tools" / "data" / "offers_snapshot.json"
+SNAPSHOT = Path(__file__).parent.parent / "tools" / "offers" / "data" / "offers_snapshot.json"
 
 
 def only(path: Path) -> Offer:

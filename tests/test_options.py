@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from helpers_spec import spec
 
-from gpu_preflight.tools.errors import PreflightError
-from gpu_preflight.tools.estimate import estimate_run
-from gpu_preflight.tools.offers import OfferSet, load_offers, offers_from_json
-from gpu_preflight.tools.options import plan_options
-from gpu_preflight.tools.planning import snapshot_path
+from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.estimator.estimate import estimate_run
+from gpu_preflight.tools.offers.options import plan_options
+from gpu_preflight.tools.offers.planning import snapshot_path
+from gpu_preflight.tools.offers.records import OfferSet, load_offers, offers_from_json
 
 VAST = Path(__file__).parent / "fixtures" / "vast"
 RAW_4090: dict[str, Any] = json.loads((VAST / "rtx4090_guangxi_cli_raw_2024.json").read_text())[0]

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from helpers_tmux import TmuxTestServer, retry_until
 
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch import get_run, heartbeat, interrupt_run, launch_command, read_job, record_run
-from gpu_preflight.tools.errors import PreflightError
 from gpu_preflight.tools.telemetry.probecap import probe_cap
 from gpu_preflight.tools.telemetry.runcheck import run_check
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from helpers_spec import EXAMPLES, spec, with_change
 
-from gpu_preflight.tools.errors import PreflightError
-from gpu_preflight.tools.estimate import estimate_run
-from gpu_preflight.tools.spec import load_spec_file, parse_spec
+from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.estimator.estimate import estimate_run
+from gpu_preflight.tools.estimator.spec import load_spec_file, parse_spec
 
 FULL_KEYS_TOML = """
 [model]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import gpu_preflight.tools.telemetry as telemetry
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.telemetry.ingest import detect_format, ingest
 
 FIXTURES = Path(__file__).parent / "fixtures"

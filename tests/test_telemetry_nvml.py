@@ -14,7 +14,7 @@ from pathlib import Path
 import pynvml  # type: ignore[import-untyped]
 import pytest
 
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.telemetry import nvml as nvml_module
 from gpu_preflight.tools.telemetry.nvml import Nvml, gpu_snapshot
 from gpu_preflight.tools.telemetry.nvml_errors import NO_DRIVER_MESSAGE, NvmlUnavailable, explain_nvml_error

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.telemetry.models import GpuSample
 from gpu_preflight.tools.telemetry.nvsmi import (
     DmonParser,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.telemetry.models import GpuSample, LogSample
 from gpu_preflight.tools.telemetry.tail import LogTail
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.telemetry.models import LogSample
 from gpu_preflight.tools.telemetry.trainlog import make_log_parser
 

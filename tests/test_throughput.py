@@ -7,9 +7,9 @@ import math
 import pytest
 from helpers_spec import spec
 
-from gpu_preflight.tools.catalogue import lookup_gpu
-from gpu_preflight.tools.errors import PreflightError
-from gpu_preflight.tools.estimate import estimate_run
+from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.estimator.catalogue import lookup_gpu
+from gpu_preflight.tools.estimator.estimate import estimate_run
 
 GPU_100 = {"name": "flat", "gpu_ram_gb": 80, "bf16_tflops": 100, "hbm_bw_gbps": 2000}
 # GPT-2 124M: per layer 4h^2 attention + 2hI MLP + norms 4h + biases 9h... = 7,087,872 params; x12 layers

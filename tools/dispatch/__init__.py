@@ -1,4 +1,5 @@
-"""Confirmed tmux dispatch, gated-launch plumbing and heartbeats (issue 5).
+"""Confirmed tmux dispatch, gated-launch plumbing and heartbeats: the launch side of the gate (run-calibrated
+Stage B, the probe run) and the "is it still working?" half of the validation loop (pre-estimation §5).
 
 Public API (plain functions and pydantic models; the CLI and MCP layers wrap these):
 

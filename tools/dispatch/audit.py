@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from gpu_preflight.tools.db import transaction
+from gpu_preflight.tools.common.db import transaction
+from gpu_preflight.tools.common.errors import preview
 from gpu_preflight.tools.dispatch.models import DispatchResult
 from gpu_preflight.tools.dispatch.schema import open_db
-from gpu_preflight.tools.errors import preview
 
 PREVIEW_CHARS = 60
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Literal
 
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch.audit import text_sha256, write_audit
 from gpu_preflight.tools.dispatch.lock import PaneBusy, pane_lock
 from gpu_preflight.tools.dispatch.models import DISPATCH_MODES, DispatchMode, DispatchResult
@@ -20,7 +21,6 @@ from gpu_preflight.tools.dispatch.screen import TuiProfile
 from gpu_preflight.tools.dispatch.shell_send import dispatch_shell
 from gpu_preflight.tools.dispatch.target import make_tmux, resolve_pane_id, validate_target
 from gpu_preflight.tools.dispatch.tui import TYPE_MAX_CHARS, Delivery, TuiTiming, dispatch_tui
-from gpu_preflight.tools.errors import PreflightError
 
 MAX_TEXT_BYTES = 1_000_000
 

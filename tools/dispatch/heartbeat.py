@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch import procfs
 from gpu_preflight.tools.dispatch.hbscan import Scan, read_log, scan, settle_dead_status
 from gpu_preflight.tools.dispatch.models import tail_lines
@@ -22,7 +23,6 @@ from gpu_preflight.tools.dispatch.runs import RunRecord, get_run, list_runs
 from gpu_preflight.tools.dispatch.shell_job import JobRecord, read_job
 from gpu_preflight.tools.dispatch.target import make_tmux, resolve_pane_id
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux
-from gpu_preflight.tools.errors import PreflightError
 
 HeartbeatState = Literal["running", "idle_at_prompt", "exited", "hung", "waiting_for_input", "pane_gone"]
 DEFAULT_HANG_AFTER_S = 300.0

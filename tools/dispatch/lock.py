@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from gpu_preflight.tools.state import state_dir
+from gpu_preflight.tools.common.state import state_dir
 
 
 class PaneBusy(RuntimeError):

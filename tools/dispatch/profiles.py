@@ -8,8 +8,8 @@ so ``generic`` (which accepts all of them) is the default.
 
 from __future__ import annotations
 
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch.screen import TuiProfile
-from gpu_preflight.tools.errors import PreflightError
 
 PROFILES: dict[str, TuiProfile] = {
     "generic": TuiProfile(),

@@ -16,13 +16,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from gpu_preflight.tools.db import transaction
+from gpu_preflight.tools.common.db import transaction
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch.dispatcher import dispatch
 from gpu_preflight.tools.dispatch.models import DispatchResult
 from gpu_preflight.tools.dispatch.sanitize import sanitize_text
 from gpu_preflight.tools.dispatch.schema import open_db
 from gpu_preflight.tools.dispatch.target import validate_target
-from gpu_preflight.tools.errors import PreflightError
 
 RunKind = Literal["probe", "full"]
 RUN_KINDS: tuple[RunKind, ...] = ("probe", "full")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from gpu_preflight.tools.errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
 
 ControlPolicy = Literal["reject", "strip", "allow"]
 CONTROL_POLICIES: tuple[ControlPolicy, ...] = ("reject", "strip", "allow")

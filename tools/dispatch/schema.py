@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from gpu_preflight.tools.db import connect, migrate
+from gpu_preflight.tools.common.db import connect, migrate
 
 COMPONENT = "dispatch"
 SCRIPTS: list[str] = [

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from gpu_preflight.tools.common.state import state_dir
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, stop_waiter
-from gpu_preflight.tools.state import state_dir
 
 WRAPPER_NAME = "pf-job"
 WRAPPER_SCRIPT = """\

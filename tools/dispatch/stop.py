@@ -15,11 +15,11 @@ import time
 
 from pydantic import BaseModel, Field
 
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch.runs import get_run
 from gpu_preflight.tools.dispatch.shell_job import read_job
 from gpu_preflight.tools.dispatch.target import make_tmux
 from gpu_preflight.tools.dispatch.tmuxcmd import TmuxError, stop_waiter
-from gpu_preflight.tools.errors import PreflightError
 
 MAX_INTERRUPTS = 2  # a second Ctrl-C for programs whose first one only starts a graceful shutdown
 

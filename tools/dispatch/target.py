@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, TmuxError
-from gpu_preflight.tools.errors import PreflightError
 
 _PANE_ID = re.compile(r"^%\d+$")
 _SPEC = re.compile(r"^(?P<session>[^\s:.%-][^\s:]*):(?P<window>[^\s:]+)\.(?P<pane>\d+)$")

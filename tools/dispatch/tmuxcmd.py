@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gpu_preflight.tools.errors import PreflightError, has_control_chars
+from gpu_preflight.tools.common.errors import PreflightError, has_control_chars
 
 if TYPE_CHECKING:  # libtmux costs ~40 ms to import and is needed only by libtmux_server()
     import libtmux

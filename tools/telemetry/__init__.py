@@ -1,4 +1,5 @@
-"""Telemetry: recorded nvidia-smi logs, training logs and live NVML, folded into the playbook's checks.
+"""Telemetry: recorded nvidia-smi logs, training logs and live NVML, folded into the playbook's checks
+(pre-estimation §5 "Runtime Validation Loop"; run-calibrated Stages B-D and "Contradiction Triggers").
 
 The pieces, in the order data flows through them:
 

@@ -35,11 +35,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..costing import TAX_LIMIT, eval_overhead_hours, target_tokens
-from ..errors import PreflightError, from_validation_error
-from ..offers import OfferSet
-from ..spec import BaselineSpec, RunSpec, parse_spec
-from ..throughput import SCENARIO_FACTORS, Scenarios
+from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
+from gpu_preflight.tools.estimator.costing import TAX_LIMIT, eval_overhead_hours, target_tokens
+from gpu_preflight.tools.estimator.spec import BaselineSpec, RunSpec, parse_spec
+from gpu_preflight.tools.estimator.throughput import SCENARIO_FACTORS, Scenarios
+from gpu_preflight.tools.offers.records import OfferSet
+
 from .assess import Assessment
 from .triggers import TriggerResult
 
@@ -180,7 +181,7 @@ def _pre_estimate(run: RunSpec, probe: Probe) -> tuple[float | None, str]:
     """What the estimate promised for the probe's GPU: given, else ``estimate_run`` on the spec."""
     if probe.predicted_tokens_per_s is not None:
         return probe.predicted_tokens_per_s, "probe.predicted_tokens_per_s"
-    from ..estimate import estimate_run
+    from gpu_preflight.tools.estimator.estimate import estimate_run
 
     try:
         e = estimate_run(run, probe.gpu)
@@ -303,8 +304,8 @@ def _scale_to_offers(run: RunSpec, p: Probe, offers: OfferSet, tokens_s: float, 
                      eval_left: float, stay_time: float, stay_cost: float | None, expensive_ok: bool,
                      dph: float | None, priority: Priority, warnings: list[str]) -> tuple[list[OfferOption], int]:
     """The probe as every offer's baseline; the rest of the run, plus migration, priced per offer."""
-    from ..catalogue import lookup_gpu
-    from ..options import plan_options
+    from gpu_preflight.tools.estimator.catalogue import lookup_gpu
+    from gpu_preflight.tools.offers.options import plan_options
 
     if lookup_gpu(p.gpu) is None:
         warnings.append(f"{p.gpu!r} is not a catalogue GPU: the probe cannot be scaled to other offers")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..throughput import Scenarios
+from gpu_preflight.tools.estimator.throughput import Scenarios
+
 from .calibrate import Calibration, Probe
 
 GB_PER_MIB = 1048576 / 1e9

@@ -14,9 +14,10 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import PreflightError
-from ..offers import OfferSet
-from ..spec import RunSpec, parse_spec
+from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.estimator.spec import RunSpec, parse_spec
+from gpu_preflight.tools.offers.records import OfferSet
+
 from .assess import assess
 from .calibrate import Calibration, Priority, Probe, calibrate, parse_probe
 from .models import GpuSample, LogSample

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
-from ..errors import PreflightError, is_existing_file
+from gpu_preflight.tools.common.errors import PreflightError, is_existing_file
+
 from .lines import StreamParser, split_segments, strip_ansi
 from .models import (
     GPU_FORMATS,

@@ -30,7 +30,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
+
 from .lines import StreamParser, parse_number
 from .models import GpuSample
 from .throttle import decode_throttle_mask

@@ -15,7 +15,8 @@ import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 
-from ..errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
+
 from .timeline import Timeline
 
 Color = tuple[int, int, int]

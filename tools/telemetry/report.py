@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..render import fmt_scenarios, table
+from gpu_preflight.tools.common.render import fmt_scenarios, table
+
 from .calibrate import Calibration
 from .models import GpuSample, IngestResult, LogSample
 from .runcheck import RunCheck

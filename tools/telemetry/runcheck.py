@@ -28,7 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import PreflightError, from_validation_error, is_existing_file
+from gpu_preflight.tools.common.errors import PreflightError, from_validation_error, is_existing_file
+
 from .assess import Assessment, assess
 from .bottleneck import Bottleneck
 from .models import GpuSample, LogSample

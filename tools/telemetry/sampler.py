@@ -14,7 +14,8 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from ..errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
+
 from .nvml import Nvml, NvmlGpuReading
 from .nvml_errors import NvmlAnswer, NvmlUnavailable, explain_nvml_error
 

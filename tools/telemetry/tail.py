@@ -20,7 +20,8 @@ from typing import Any, BinaryIO, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
+
 from .ingest import DETECT_MAX_SEGMENTS, AnyParser, detect_format, make_parser
 from .models import GpuSample, IngestFormat, LogSample
 

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
+
 from .models import GpuSample, LogSample
 
 

@@ -18,7 +18,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
+
 from .lines import parse_number
 from .models import LOG_FORMATS, LogFormat, LogSample
 from .trainlog_base import LogParser

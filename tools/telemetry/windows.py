@@ -21,7 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import PreflightError
+from gpu_preflight.tools.common.errors import PreflightError
+
 from .models import TokensScope
 from .timeline import TimedGpu, TimedLog, Timeline
 

@@ -1,0 +1,65 @@
+"""The ``preflight`` command line: argparse front door, one module per capability in ``server/cli/``.
+
+Each command module exposes ``add_parser(subparsers)`` and sets ``func(args) -> int`` on its parser.
+Bad input anywhere raises :class:`~gpu_preflight.tools.common.errors.PreflightError`; this module prints its
+one line to stderr and exits 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from gpu_preflight.tools.common.errors import PreflightError
+
+COMMAND_MODULES = (
+    "gpu_preflight.server.cli.estimate",
+    "gpu_preflight.server.cli.serve",
+    "gpu_preflight.server.cli.offers",
+    "gpu_preflight.server.cli.checklist",
+    "gpu_preflight.server.cli.dispatch",
+    "gpu_preflight.server.cli.telemetry",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 2 like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]  # argparse declares NoReturn
+        sys.stderr.write(f"preflight: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gpu_preflight.server import __version__
+
+    parser = _Parser(prog="preflight", description="Estimate, gate, watch and dispatch GPU training runs.")
+    parser.add_argument("--version", action="version", version=f"preflight {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code: int = func(args)
+    except PreflightError as exc:
+        sys.stderr.write(f"preflight: error: {exc.one_line()}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

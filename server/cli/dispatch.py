@@ -1,0 +1,91 @@
+"""``preflight dispatch``, ``preflight launch`` and ``preflight heartbeat``."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Any
+
+
+def _socket(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-L", dest="socket_name", default=None, metavar="SOCKET_NAME", help="tmux socket name")
+    p.add_argument("-S", dest="socket_path", default=None, metavar="SOCKET_PATH", help="tmux socket path")
+
+
+def add_parser(sub: Any) -> None:
+    d: argparse.ArgumentParser = sub.add_parser("dispatch", help="send a command or prompt into a tmux pane, "
+                                                "confirmed")
+    d.add_argument("target", help="session:window.pane or %%pane_id")
+    d.add_argument("text", help="the command (shell) or prompt (tui)")
+    d.add_argument("--mode", choices=["shell", "tui"], default="shell")
+    _socket(d)
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=run_dispatch)
+
+    launch = sub.add_parser("launch", help="gate check, then launch a run into a tmux pane")
+    launch.add_argument("target")
+    launch.add_argument("command")
+    launch.add_argument("--checklist", required=True, metavar="ID")
+    launch.add_argument("--kind", choices=["probe", "full"], default="probe")
+    launch.add_argument("--log", default=None, help="training log the run writes")
+    launch.add_argument("--expected-tokens-per-s", type=float, default=None)
+    launch.add_argument("--override", default=None, metavar="REASON", help="launch despite a closed gate")
+    _socket(launch)
+    launch.add_argument("--json", action="store_true")
+    launch.set_defaults(func=run_launch)
+
+    h = sub.add_parser("heartbeat", help="is a run or pane running, idle, exited, hung?")
+    h.add_argument("what", nargs="?", help="run id (r + 12 hex) or tmux target; omit with --all")
+    h.add_argument("--all", action="store_true", help="every pane (or every run with --runs)")
+    h.add_argument("--runs", action="store_true")
+    _socket(h)
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(func=run_heartbeat)
+
+
+def run_dispatch(args: argparse.Namespace) -> int:
+    from gpu_preflight.tools.dispatch import dispatch
+
+    d = dispatch(args.target, args.text, args.mode, socket_name=args.socket_name, socket_path=args.socket_path)
+    if args.json:
+        sys.stdout.write(d.model_dump_json() + "\n")
+    else:
+        sys.stdout.write(f"{d.status}: {d.reason} (Enter x{d.enter_count}, {d.latency_ms:.0f} ms)\n")
+    return 0 if d.status == "submitted" else 1
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    from gpu_preflight.server.mcp.dispatch import launch_run
+
+    launched = launch_run(args.checklist, args.target, args.command, args.kind, log_path=args.log,
+                          expected_tokens_per_s=args.expected_tokens_per_s, override_reason=args.override,
+                          socket_name=args.socket_name, socket_path=args.socket_path)
+    if args.json:
+        sys.stdout.write(launched.model_dump_json() + "\n")
+    else:
+        run = launched.run.run_id if launched.run else "-"
+        sys.stdout.write(f"run {run}: {launched.dispatch.status}: {launched.dispatch.reason}\n")
+    return 0 if launched.dispatch.status == "submitted" else 1
+
+
+def run_heartbeat(args: argparse.Namespace) -> int:
+    from gpu_preflight.tools.common.errors import PreflightError
+    from gpu_preflight.tools.dispatch import heartbeat, heartbeat_all
+
+    if args.all:
+        report = heartbeat_all(scope="runs" if args.runs else "panes", socket_name=args.socket_name,
+                               socket_path=args.socket_path)
+        if args.json:
+            sys.stdout.write(report.model_dump_json() + "\n")
+        else:
+            for hb in report.heartbeats:
+                sys.stdout.write(f"{hb.run_id or hb.target or hb.pane_id}: {hb.state}: {hb.reason}\n")
+        return 0
+    if not args.what:
+        raise PreflightError("heartbeat", None, "a run id or a tmux target, or --all")
+    is_run = re.fullmatch(r"r[0-9a-f]{12}", args.what) is not None
+    hb = heartbeat(args.what if is_run else None, None if is_run else args.what,
+                   socket_name=args.socket_name, socket_path=args.socket_path)
+    sys.stdout.write((hb.model_dump_json() if args.json else f"{hb.state}: {hb.reason}") + "\n")
+    return 0

@@ -1,0 +1,109 @@
+"""``preflight serve``: run the MCP server, over stdio (default) or streamable HTTP (``--http``).
+
+Why stdio stays the default: Claude Code and Codex spawn stdio servers themselves, with nothing to
+bind and nobody else able to call in. ``--http`` is for an agent on another machine reaching this one
+through an SSH tunnel (``ssh -L 8765:127.0.0.1:8765 box``): it binds to loopback unless told
+otherwise, refuses a non-loopback bind without a bearer token, and keeps the SDK's DNS-rebinding
+protection on (see :mod:`gpu_preflight.server.http_auth`). Everything is logged to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from gpu_preflight.tools.common.errors import PreflightError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+MCP_PATH = "/mcp"
+
+log = logging.getLogger("gpu_preflight.http")
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve", help="run the MCP server (stdio; --http for streamable HTTP)",
+        description="Run the MCP server over stdio, or over streamable HTTP with --http (loopback by default; "
+                    "a non-loopback --host needs a bearer token in $PREFLIGHT_HTTP_TOKEN or --token-env).")
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--http", action="store_true", help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio")
+    p.add_argument("--host", default=None, help=f"address to bind with --http (default {DEFAULT_HOST})")
+    p.add_argument("--port", type=int, default=None, help=f"port to bind with --http (default {DEFAULT_PORT}; 0: any)")
+    p.add_argument("--token-env", default=None, metavar="VAR",
+                   help="environment variable holding the bearer token every request must carry "
+                        "(default PREFLIGHT_HTTP_TOKEN, used when set)")
+    p.add_argument("--allow-host", action="append", default=None, metavar="NAME",
+                   help="extra Host header value clients use (repeatable), e.g. the box's name for a 0.0.0.0 bind")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Client logging is deprecated in the 2026 protocol; hosts capture stderr, so log there.
+    logging.basicConfig(stream=sys.stderr, level=args.log_level, format="%(asctime)s %(name)s %(message)s")
+    if not args.http:
+        for flag, value in (("--host", args.host), ("--port", args.port), ("--token-env", args.token_env),
+                            ("--allow-host", args.allow_host)):
+            if value is not None:
+                raise PreflightError(flag, value, "only with --http (stdio needs no address)")
+        from gpu_preflight.server.app import create_server
+
+        create_server().run("stdio")
+        return 0
+    return run_http(args)
+
+
+def run_http(args: argparse.Namespace) -> int:
+    """Check the bind and the token before importing the server, then run uvicorn until a signal."""
+    from gpu_preflight.server.http_auth import is_loopback, read_token
+
+    host: str = args.host or DEFAULT_HOST
+    port: int = DEFAULT_PORT if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise PreflightError("--port", port, "0..65535 (0: any free port)")
+    token, token_var = read_token(args.token_env)
+    if token is None and not is_loopback(host):
+        raise PreflightError(
+            "--host", host, "a loopback address (127.0.0.1, ::1, localhost) unless a bearer token is set",
+            hint=f"export {token_var}=$(openssl rand -hex 32), or keep 127.0.0.1 and tunnel with ssh -L")
+    if token is None:
+        log.warning("no bearer token (%s unset): any local process can call the tools", token_var)
+    app = build_app(host, port, token, args.allow_host)
+    return _serve(app, host, port, token_var if token else None, args.log_level)
+
+
+def build_app(host: str, port: int, token: str | None, allow_hosts: list[str] | None = None) -> Any:
+    """The ASGI app: the SDK's streamable HTTP app with explicit rebinding settings, behind the token check."""
+    from gpu_preflight.server.app import create_server
+    from gpu_preflight.server.http_auth import BearerTokenMiddleware, transport_security
+
+    mcp = create_server()
+    app: Any = mcp.streamable_http_app(
+        streamable_http_path=MCP_PATH, transport_security=transport_security(host, port, allow_hosts), host=host)
+    return BearerTokenMiddleware(app, token) if token else app
+
+
+def _serve(app: Any, host: str, port: int, token_var: str | None, log_level: str) -> int:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        """uvicorn, plus one line on stderr once the socket is bound, with the real port (``--port 0``)."""
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                bound = next((s.getsockname()[1] for srv in self.servers for s in srv.sockets), port)
+                shown = f"[{host.strip('[]')}]" if ":" in host else host
+                auth = f"bearer token required (${token_var})" if token_var else "no token (loopback only)"
+                sys.stderr.write(f"preflight: serving MCP over streamable HTTP at http://{shown}:{bound}{MCP_PATH}; "
+                                 f"{auth}\n")
+                sys.stderr.flush()
+
+    # log_config=None: uvicorn's own config sends access lines to stdout; ours sends everything to stderr.
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level=log_level.lower(),
+                            timeout_graceful_shutdown=3, server_header=False)
+    server = _Server(config)
+    server.run()
+    return 0 if server.started else 1

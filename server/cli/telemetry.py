@@ -1,0 +1,274 @@
+"""``preflight ingest``, ``check``, ``watch``, ``calibrate`` and ``plot``: the telemetry loop on the command line.
+
+``ingest --json`` is a contract used outside the test suite: one object with ``format``,
+``samples`` (GPU or log samples, nulls where absent) and ``skipped_lines``.
+``check`` exits 0 unless the decision is ``kill`` (exit 3), so a script can stop paying on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gpu_preflight.tools.common.errors import PreflightError, is_existing_file
+
+if TYPE_CHECKING:  # imported inside the commands, so `preflight --help` stays fast
+    from gpu_preflight.tools.dispatch import InterruptResult
+    from gpu_preflight.tools.telemetry.runcheck import RunCheck
+
+KILL_EXIT = 3
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", nargs="?", default=None, metavar="RUN", help="run id recorded by the dispatcher")
+    p.add_argument("--log", default=None, metavar="FILE", help="training log (default: the run record's)")
+    p.add_argument("--nvsmi", default=None, metavar="FILE", help="nvidia-smi capture (--query-gpu CSV or dmon)")
+    p.add_argument("--predicted-tps", type=float, default=None, help="predicted tokens/s of the whole job")
+    p.add_argument("--predicted-step-s", type=float, default=None, help="predicted seconds per step")
+    p.add_argument("--num-gpus", type=int, default=None, help="GPUs of the job (per-device tokens/s logs)")
+
+
+def add_parser(sub: Any) -> None:
+    i = sub.add_parser("ingest", help="parse an nvidia-smi capture or a training log (format detected)")
+    i.add_argument("file", metavar="FILE")
+    i.add_argument("--format", default=None, metavar="F", help="force a format (nvidia_smi_query, nanogpt, ...)")
+    i.add_argument("--regex", default=None, metavar="R", help="a regex with named groups (step, loss, ...)")
+    i.add_argument("--columns", default=None, metavar="A,B", help="field order of a --format=csv,noheader capture")
+    i.add_argument("--json", action="store_true", help="print one JSON object: format, samples, skipped_lines")
+    i.set_defaults(func=run_ingest)
+
+    for name, helptext in (("check", "one check of a run: triggers, ETA, cost, keep/kill (exit 3 on kill)"),
+                           ("watch", "a live, refreshing view of a run's check (Ctrl-C to leave)")):
+        c = sub.add_parser(name, help=helptext)
+        _run_options(c)
+        c.add_argument("--dph", type=float, default=None, metavar="USD_PER_HOUR", help="price per hour (dph_total)")
+        c.add_argument("--total-steps", type=int, default=None, help="total steps, when the log prints none")
+        c.add_argument("--window-s", type=float, default=600.0, help="window length, seconds (default 600)")
+        c.add_argument("--gpu-interval-s", type=float, default=None, help="seconds between untimed dmon rows")
+        c.add_argument("--enforce-caps", action="store_true",
+                       help="a probe at its step/time cap is stopped (Ctrl-C into its pane, exit record checked)")
+        if name == "check":
+            c.add_argument("--json", action="store_true")
+            c.set_defaults(func=run_check_cmd)
+        else:
+            c.add_argument("--interval", type=float, default=10.0, metavar="S", help="refresh every S seconds")
+            c.add_argument("--once", action="store_true", help="draw once and exit")
+            c.add_argument("--live-gpu", action="store_true", help="sample this host's GPUs with NVML")
+            c.set_defaults(func=run_watch)
+
+    k = sub.add_parser("calibrate", help="probe -> live estimate, tax, offers, keep/switch/kill")
+    k.add_argument("spec", help="run spec file (.json or .toml)")
+    k.add_argument("--probe", default=None, metavar="JSON|FILE", help="probe measurements (JSON text or file)")
+    k.add_argument("--run", default=None, metavar="RUN", help="measure the probe from this run's log")
+    k.add_argument("--log", default=None, metavar="FILE", help="measure the probe from this training log")
+    k.add_argument("--nvsmi", default=None, metavar="FILE", help="nvidia-smi capture of the probe")
+    k.add_argument("--offers", default=None, metavar="FILE", help="recorded offers JSON (default: the snapshot)")
+    k.add_argument("--dph", type=float, default=None, metavar="USD_PER_HOUR", help="price of the probe machine")
+    k.add_argument("--priority", choices=["balanced", "cost", "time"], default="balanced")
+    k.add_argument("--checklist", default=None, metavar="ID", help="record the run-calibrated items")
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=run_calibrate)
+
+    p = sub.add_parser("plot", help="PNG of predicted vs measured throughput and GPU utilization")
+    _run_options(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.png")
+    p.add_argument("--tokens-per-step", type=int, default=None, help="turns step times into tokens/s")
+    p.add_argument("--gpu-interval-s", type=float, default=None, help="seconds between untimed dmon rows")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=run_plot)
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    from gpu_preflight.tools.telemetry.ingest import ingest
+    from gpu_preflight.tools.telemetry.report import ingest_markdown, summarize
+
+    path = Path(args.file)
+    if not is_existing_file(path):
+        raise PreflightError("FILE", args.file, "an existing readable file")
+    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    got = ingest(path, fmt=args.format, regex=args.regex, columns=columns)
+    if args.json:
+        sys.stdout.write(got.model_dump_json() + "\n")
+    else:
+        sys.stdout.write(ingest_markdown(got, summarize(got)) + "\n")
+    return 0
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Any]:
+    fields = {"log_path": args.log, "nvsmi_path": args.nvsmi, "predicted_tokens_per_s": args.predicted_tps,
+              "predicted_step_time_s": args.predicted_step_s, "num_gpus": args.num_gpus,
+              "dph_total_usd": getattr(args, "dph", None), "total_steps": getattr(args, "total_steps", None),
+              "window_s": getattr(args, "window_s", None), "gpu_interval_s": getattr(args, "gpu_interval_s", None)}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _check(args: argparse.Namespace, gpu_samples: Any = ()) -> Any:
+    from gpu_preflight.tools.telemetry.runcheck import check_run, make_inputs, run_check
+
+    fields = _inputs(args)
+    if args.run:
+        return run_check(args.run, gpu_samples=gpu_samples, **fields)
+    if not args.log:
+        raise PreflightError("RUN", None, "a run id, or --log FILE")
+    return check_run(make_inputs(fields), gpu_samples=gpu_samples)
+
+
+def _enforce(args: argparse.Namespace, c: RunCheck) -> InterruptResult | None:
+    """``--enforce-caps``: stop a probe that reached its cap; None when there is nothing to stop."""
+    if not args.enforce_caps:
+        return None
+    if not args.run:
+        raise PreflightError("--enforce-caps", None, "a run id (RUN): caps are recorded on dispatched probe runs")
+    if c.probe_cap is None or not c.probe_cap.reached:
+        return None
+    if c.heartbeat is not None and c.heartbeat.get("state") in ("exited", "pane_gone"):
+        return None
+    from gpu_preflight.tools.dispatch import interrupt_run
+
+    return interrupt_run(args.run)
+
+
+def run_check_cmd(args: argparse.Namespace) -> int:
+    from gpu_preflight.tools.telemetry.report import check_markdown
+
+    c = _check(args)
+    stop = _enforce(args, c)
+    if args.json and args.enforce_caps:
+        payload = c.model_dump(mode="json", exclude_none=True)
+        payload["enforced"] = stop.model_dump() if stop is not None else None
+        sys.stdout.write(json.dumps(payload) + "\n")
+    elif args.json:
+        sys.stdout.write(c.model_dump_json(exclude_none=True) + "\n")
+    else:
+        sys.stdout.write(check_markdown(c) + (f"\nenforced: {stop.reason}" if stop is not None else "") + "\n")
+    return KILL_EXIT if c.decision.decision == "kill" else 0
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    from gpu_preflight.tools.telemetry.nvml_errors import NvmlUnavailable
+    from gpu_preflight.tools.telemetry.report import check_markdown
+    from gpu_preflight.tools.telemetry.sampler import NvmlSampler
+
+    if not args.interval > 0:
+        raise PreflightError("--interval", args.interval, "seconds between refreshes, > 0")
+    sampler = None
+    note = ""
+    if args.live_gpu:
+        sampler = NvmlSampler(interval_s=max(args.interval, 1.0))
+        try:
+            sampler.start()
+        except NvmlUnavailable as exc:
+            sampler, note = None, f"live GPU: {exc.answer.message}\n"
+    clear = sys.stdout.isatty() and not args.once
+    try:
+        while True:
+            c = _check(args, gpu_samples=sampler.readings() if sampler else ())
+            stop = _enforce(args, c)
+            if stop is not None:
+                note += f"enforced at {time.strftime('%H:%M:%S')}: {stop.reason}\n"
+            stamp = time.strftime("%H:%M:%S")
+            head = f"preflight watch {args.run or args.log}  {stamp}  (Ctrl-C to leave)\n"
+            sys.stdout.write(("\x1b[H\x1b[2J" if clear else "") + head + note + check_markdown(c) + "\n")
+            sys.stdout.flush()
+            if args.once:
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if sampler is not None:
+            sampler.stop()
+
+
+def _json_arg(value: str, name: str) -> dict[str, Any]:
+    text = value.strip()
+    if not text.startswith("{"):
+        path = Path(value)
+        if not is_existing_file(path):
+            raise PreflightError(name, value, "a JSON object or a JSON file", "no such file")
+        text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PreflightError(name, text[:40], "a JSON object", f"not JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise PreflightError(name, data, "a JSON object")
+    return data
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from gpu_preflight.tools.estimator.spec import load_spec_file
+    from gpu_preflight.tools.offers.planning import offers_for
+    from gpu_preflight.tools.telemetry.calibrate import calibrate, parse_probe
+    from gpu_preflight.tools.telemetry.calibrate_run import calibrate_files, calibrate_recorded_run
+    from gpu_preflight.tools.telemetry.report import calibration_markdown
+    from gpu_preflight.tools.telemetry.runcheck import RunInputs
+
+    spec = load_spec_file(args.spec)
+    probe = _json_arg(args.probe, "--probe") if args.probe else None
+    if probe is None and not (args.run or args.log):
+        raise PreflightError("--probe", None, "probe measurements (JSON or file), --run RUN or --log FILE")
+    offers = offers_for(spec, offers_file=args.offers)
+    notes: list[str] = []
+    if args.run:
+        cal, p, notes = calibrate_recorded_run(args.run, spec, probe=probe, offers=offers, dph_total_usd=args.dph,
+                                               priority=args.priority, log_path=args.log, nvsmi_path=args.nvsmi)
+    elif args.log:
+        cal, p, notes = calibrate_files(spec, RunInputs(log_path=args.log, nvsmi_path=args.nvsmi), probe=probe,
+                                        offers=offers, dph_total_usd=args.dph, priority=args.priority)
+    else:
+        p = parse_probe(probe or {})
+        cal = calibrate(spec, p, offers=offers, dph_total_usd=args.dph, priority=args.priority)
+    attached = None
+    if args.checklist:
+        from gpu_preflight.server.mcp.telemetry import attach_calibration
+
+        attached = attach_calibration(args.checklist, spec, cal, p)
+    if args.json:
+        out = {"calibration": cal.model_dump(mode="json"), "notes": notes,
+               "checklist": attached.model_dump() if attached else None}
+        sys.stdout.write(json.dumps(out) + "\n")
+    else:
+        text = calibration_markdown(cal) + "".join(f"\n- {n}" for n in notes)
+        if attached is not None:
+            text += f"\nchecklist: attached {', '.join(attached.attached) or 'nothing'}; skipped {attached.skipped}"
+        sys.stdout.write(text + "\n")
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from gpu_preflight.tools.telemetry.models import GpuSample, LogSample
+    from gpu_preflight.tools.telemetry.plot import plot_png
+    from gpu_preflight.tools.telemetry.runcheck import make_inputs, read_source, resolve_run
+    from gpu_preflight.tools.telemetry.timeline import build_timeline
+
+    fields = _inputs(args)
+    if args.run:
+        inputs, _, _, _ = resolve_run(args.run, fields, with_heartbeat=False)
+    elif args.log or args.nvsmi:
+        inputs = make_inputs(fields)
+    else:
+        raise PreflightError("RUN", None, "a run id, or --log FILE / --nvsmi FILE")
+    logs: list[LogSample] = []
+    gpu: list[GpuSample] = []
+    for path in (inputs.log_path, inputs.nvsmi_path):
+        if path:
+            found, _ = read_source(path)
+            logs += [s for s in found if isinstance(s, LogSample)]
+            gpu += [s for s in found if isinstance(s, GpuSample)]
+    interval = inputs.gpu_interval_s or (10.0 if any(s.timestamp is None for s in gpu) else None)
+    timeline = build_timeline(gpu, logs, gpu_interval_s=interval)
+    png = plot_png(timeline, predicted_tokens_per_s=inputs.predicted_tokens_per_s,
+                   predicted_step_time_s=inputs.predicted_step_time_s, tokens_per_step=args.tokens_per_step,
+                   num_gpus=inputs.num_gpus, title=args.title or f"run {args.run or Path(str(inputs.log_path)).name}")
+    out = Path(args.output)
+    try:
+        out.write_bytes(png)
+    except OSError as exc:
+        raise PreflightError("--output", args.output, "a writable file path", exc.strerror or str(exc)) from None
+    sys.stdout.write(f"wrote {out} ({len(png):,} bytes)\n")
+    return 0

@@ -1,0 +1,162 @@
+"""MCP tools of the dispatcher: confirmed delivery into tmux panes, gated launches, heartbeats.
+
+Codex passes stdio servers no ``TMUX`` variable, so every tool takes the tmux server explicitly
+(``socket_name`` like ``tmux -L``, or ``socket_path`` like ``tmux -S``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
+from pydantic import BaseModel, Field
+
+from gpu_preflight.server._errors import tool_errors
+from gpu_preflight.server.annotations import READ_ONLY, SENDS_KEYS
+from gpu_preflight.server.schemas import result
+from gpu_preflight.tools.common.render import table
+from gpu_preflight.tools.dispatch import (
+    DispatchResult,
+    Heartbeat,
+    HeartbeatReport,
+    LaunchResult,
+    PaneInfo,
+    dispatch,
+    heartbeat,
+    heartbeat_all,
+    list_pane_infos,
+)
+
+Target = Annotated[str, Field(min_length=1, max_length=200, description="tmux pane: 'session:window.pane' or '%id'.")]
+SocketName = Annotated[str | None, Field(default=None, max_length=200, description="tmux -L socket name.")]
+SocketPath = Annotated[str | None, Field(default=None, max_length=1000, description="tmux -S socket path.")]
+
+
+class PaneList(BaseModel):
+    panes: list[PaneInfo]
+
+
+def _dispatch_md(d: DispatchResult) -> str:
+    proof = "; ".join(d.evidence[-2:]) if d.evidence else "-"
+    return f"**{d.status}** ({d.reason}); Enter x{d.enter_count}, {d.latency_ms:.0f} ms. Evidence: {proof}"
+
+
+def launch_run(checklist_id: str, target: str, command: str, kind: Literal["probe", "full"], *,
+               log_path: str | None = None, expected_tokens_per_s: float | None = None,
+               override_reason: str | None = None, socket_name: str | None = None,
+               socket_path: str | None = None) -> LaunchResult:
+    """Ask the checklist gate first (it raises with what is missing), then dispatch and record the run.
+
+    A probe carries the run-calibrated step/time cap from the gate decision."""
+    from gpu_preflight.checklist import gate
+    from gpu_preflight.tools.dispatch import launch_command
+
+    decision = gate.check(checklist_id, kind, override_reason)  # raises, naming what is missing
+    cap_steps = decision.probe_max_steps if kind == "probe" else None
+    cap_minutes = decision.probe_max_minutes if kind == "probe" else None
+    return launch_command(
+        target, command, kind=kind, log_path=log_path, predicted_tokens_per_s=expected_tokens_per_s,
+        cap_steps=cap_steps, cap_seconds=cap_minutes * 60 if cap_minutes else None,
+        socket_name=socket_name, socket_path=socket_path, checklist_id=checklist_id,
+        override_reason=override_reason,
+    )
+
+
+def register(mcp: MCPServer) -> None:
+    @mcp.tool(name="dispatch", annotations=SENDS_KEYS)
+    async def dispatch_tool(
+        target: Target,
+        text: Annotated[str, Field(min_length=1, max_length=100_000, description="Command or prompt to submit.")],
+        ctx: Context,
+        mode: Annotated[Literal["shell", "tui"],
+                        Field(description="shell: run as a job; tui: agent prompt.")] = "shell",
+        socket_name: SocketName = None,
+        socket_path: SocketPath = None,
+    ) -> Annotated[CallToolResult, DispatchResult]:
+        """Send a command (shell) or an agent prompt (tui) into a tmux pane and prove it started:
+        submitted/queued/unconfirmed/refused/lost, Enter count, latency, evidence lines."""
+        await ctx.report_progress(0, 1, f"dispatching to {target}")
+        with tool_errors():
+            d = await anyio.to_thread.run_sync(
+                lambda: dispatch(target, text, mode, socket_name=socket_name, socket_path=socket_path))
+        await ctx.report_progress(1, 1, d.status)
+        return result(d, _dispatch_md(d))
+
+    @mcp.tool(name="launch_run", annotations=SENDS_KEYS)
+    async def launch_run_tool(
+        checklist_id: Annotated[str, Field(min_length=1, max_length=64)],
+        target: Target,
+        command: Annotated[str, Field(min_length=1, max_length=100_000, description="Shell command of the run.")],
+        ctx: Context,
+        kind: Annotated[Literal["probe", "full"], Field(description="probe: capped calibration run.")] = "probe",
+        log_path: Annotated[str | None, Field(default=None, description="Training log the run writes.")] = None,
+        expected_tokens_per_s: Annotated[float | None, Field(default=None, gt=0)] = None,
+        override_reason: Annotated[str | None, Field(default=None, max_length=2000,
+                                                     description="Launch despite a closed gate (audited).")] = None,
+        socket_name: SocketName = None,
+        socket_path: SocketPath = None,
+    ) -> Annotated[CallToolResult, LaunchResult]:
+        """Launch a run if the checklist gate allows `kind`, with confirmed dispatch; records it (run_id)."""
+        await ctx.report_progress(0, 1, f"gate check, then launch into {target}")
+        with tool_errors():
+            launched = await anyio.to_thread.run_sync(lambda: launch_run(
+                checklist_id, target, command, kind, log_path=log_path, expected_tokens_per_s=expected_tokens_per_s,
+                override_reason=override_reason, socket_name=socket_name, socket_path=socket_path))
+        await ctx.report_progress(1, 1, launched.dispatch.status)
+        run = f"run {launched.run.run_id}" if launched.run else "no run recorded"
+        return result(launched, f"{run}: {_dispatch_md(launched.dispatch)}")
+
+    @mcp.tool(name="heartbeat", annotations=READ_ONLY)
+    def heartbeat_tool(
+        run_id: Annotated[str | None, Field(default=None, max_length=64)] = None,
+        target: Annotated[str | None, Field(default=None, max_length=200)] = None,
+        socket_name: SocketName = None,
+        socket_path: SocketPath = None,
+    ) -> Annotated[CallToolResult, Heartbeat]:
+        """Run (run_id) or pane (target): running, idle_at_prompt, exited, hung, waiting_for_input, pane_gone."""
+        with tool_errors():
+            hb = heartbeat(run_id, target, socket_name=socket_name, socket_path=socket_path)
+        return result(hb, f"**{hb.state}**: {hb.reason}")
+
+    @mcp.tool(name="heartbeat_all", annotations=READ_ONLY)
+    def heartbeat_all_tool(
+        scope: Annotated[Literal["panes", "runs"], Field(description="Every pane, or every recorded run.")] = "panes",
+        socket_name: SocketName = None,
+        socket_path: SocketPath = None,
+    ) -> Annotated[CallToolResult, HeartbeatReport]:
+        """Heartbeat of every pane of a tmux server, or of every recorded run (one sweep)."""
+        with tool_errors():
+            report = heartbeat_all(scope=scope, socket_name=socket_name, socket_path=socket_path)
+        md = table(["pane/run", "state", "reason"],
+                   [[h.run_id or h.target or h.pane_id, h.state, h.reason] for h in report.heartbeats[:50]])
+        return result(report, md)
+
+    @mcp.resource("preflight://runs/{run_id}", mime_type="application/json")
+    def run_status(run_id: str) -> str:
+        """A recorded run and its heartbeat now (state, exit code, seconds since output, log growth)."""
+        import json
+
+        from mcp.server.mcpserver.exceptions import ResourceError
+
+        from gpu_preflight.tools.common.errors import PreflightError
+        from gpu_preflight.tools.dispatch import get_run
+
+        try:
+            run = get_run(run_id)
+            hb = heartbeat(run_id, None)
+        except PreflightError as exc:
+            raise ResourceError(exc.one_line()) from exc
+        return json.dumps({"run": run.model_dump(mode="json"), "heartbeat": hb.model_dump(mode="json")})
+
+    @mcp.tool(name="list_panes", annotations=READ_ONLY)
+    def list_panes_tool(socket_name: SocketName = None, socket_path: SocketPath = None
+                        ) -> Annotated[CallToolResult, PaneList]:
+        """The panes of a tmux server: target, command, dead/mode/input state, activity."""
+        with tool_errors():
+            panes = list_pane_infos(socket_name, socket_path)
+        md = table(["target", "id", "command", "dead", "mode"],
+                   [[p.target_name, p.pane_id, p.current_command, p.dead, p.mode or "-"] for p in panes])
+        return result(PaneList(panes=panes), md)

@@ -1,0 +1,303 @@
+"""GPU memory fit: the playbook rule (section 1.1) beside a component model from the shape.
+
+Playbook rule (kept as ``required_gb``): ``model_state = 18 * params_trainable`` for full
+fine-tuning with AdamW in mixed precision, frozen weights at their dtype for LoRA/QLoRA,
+``total = model_state + frozen + activations + kv_or_temp`` and ``required = 1.2 * total / 1e9``.
+
+Why a refined model beside it: the 18 B/param constant is right for one regime only (fp32 master
+weights, fp32 grads, fp32 Adam), and the rule says nothing about activations or the loss, which
+is where peers are off 2-5x (``shared/notes/estimator-research.md`` §1.2). The refined model:
+
+* counts weights, gradients, master weights and optimizer states by precision regime and
+  optimizer, sharded by ZeRO stage / FSDP over ``num_gpus``;
+* counts saved activations per layer from the shape (GQA, SwiGLU, RoPE, fp32 norm upcasts,
+  eager attention scores), with full activation checkpointing keeping one layer input per layer;
+* counts the logits/loss buffer ``~10 * b * s * V`` bytes (bf16 logits, fp32 upcast, fp32 grad),
+  the largest single term for 128k vocabularies;
+* takes the peak over the two moments that matter: end of forward (activations + logits alive,
+  gradients only when accumulating) and the optimizer step (gradients + the foreach AdamW
+  intermediate, activations freed);
+* adds the caching allocator's reserve (``peak_gb`` predicts ``torch.cuda.max_memory_reserved``)
+  and the CUDA context (``nvml_used_gb`` predicts what nvidia-smi shows, which is what OOMs).
+
+The verdict compares ``nvml_used_gb`` with the playbook's bands: pass at or below 0.8 of the
+GPU's memory, high OOM risk above 0.8 up to 0.9, fail above 0.9. The playbook figure's own
+verdict is reported beside it (``verdict_playbook``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from gpu_preflight.tools.estimator.modelshape import ResolvedModel
+from gpu_preflight.tools.estimator.spec import TrainingSpec
+
+GB = 1e9
+PLAYBOOK_BYTES_PER_PARAM = 18.0
+PLAYBOOK_HEADROOM = 1.2
+PASS_RATIO = 0.8
+HIGH_RISK_RATIO = 0.9
+ALLOCATOR_RESERVE_RATIO = 0.08
+"""Reserved over allocated: torchtune PR #527 saw 14.0 GB allocated vs 16.0 reserved; 5-15% is usual."""
+CUDA_CONTEXT_GB = 0.6
+"""CUDA context and kernels with lazy loading: 0.3-1.3 GB across reports (HF perf doc V100: 1.34 GB)."""
+QLORA_BYTES_PER_PARAM = 0.516
+"""NF4 weights (0.5 B) plus double-quantized block constants (about 0.127 bit/param, QLoRA paper §2)."""
+
+Verdict = Literal["pass", "high_oom_risk", "fail"]
+
+
+def verdict_for(ratio: float) -> Verdict:
+    """The playbook's bands on ``needed / gpu_ram``.
+
+    >>> verdict_for(0.8), verdict_for(0.8000001), verdict_for(0.9), verdict_for(0.91)
+    ('pass', 'high_oom_risk', 'high_oom_risk', 'fail')
+    """
+    if ratio <= PASS_RATIO:
+        return "pass"
+    if ratio <= HIGH_RISK_RATIO:
+        return "high_oom_risk"
+    return "fail"
+
+
+class GpuMemoryBreakdown(BaseModel):
+    """Per-GPU components in GB; the peak is not their sum (see ``peak_phase``)."""
+
+    weights_gb: float = Field(description="Working weights (half copies, or fp32 when training in fp32).")
+    frozen_weights_gb: float = Field(description="Frozen base weights of LoRA/QLoRA (quantized for QLoRA).")
+    master_weights_gb: float
+    gradients_gb: float
+    optimizer_gb: float
+    activations_gb: float
+    logits_gb: float = Field(description="Logits and cross-entropy buffers at the end of the forward.")
+    gather_buffers_gb: float = Field(description="ZeRO-3/FSDP all-gather of two layers (current + prefetch).")
+    ddp_buckets_gb: float = Field(description="DDP gradient buckets (a second gradient copy unless bucket views).")
+    step_transient_gb: float = Field(description="foreach AdamW intermediate during optimizer.step().")
+    allocator_reserve_gb: float
+    cuda_context_gb: float
+
+
+class PlaybookMemory(BaseModel):
+    model_state_gb: float
+    frozen_weight_gb: float
+    activations_gb: float
+    kv_or_temp_gb: float
+    total_gb: float
+    required_gb: float
+
+
+class GpuMemoryFit(BaseModel):
+    gpu_ram_gb: float
+    peak_gb: float = Field(description="Refined peak per GPU, no headroom: what torch.cuda.max_memory_reserved shows.")
+    allocated_peak_gb: float = Field(description="What torch.cuda.max_memory_allocated shows.")
+    nvml_used_gb: float = Field(description="peak_gb + CUDA context: what nvidia-smi shows; the verdict uses it.")
+    required_gb: float = Field(description="The playbook's figure: 1.2 * (18*trainable + frozen + act + temp) / 1e9.")
+    utilization_ratio: float = Field(description="nvml_used_gb / gpu_ram_gb.")
+    verdict: Verdict
+    verdict_basis: str
+    verdict_basis_gb: float
+    verdict_playbook: Verdict
+    peak_phase: Literal["forward_end", "optimizer_step"]
+    breakdown: GpuMemoryBreakdown
+    playbook: PlaybookMemory
+    advice: list[str]
+
+
+def _half(training: TrainingSpec) -> bool:
+    return training.precision in ("bf16", "fp16")
+
+
+def activation_bytes_per_token_per_layer(m: ResolvedModel, t: TrainingSpec) -> float:
+    """Saved activations of one block for one token, without recompute.
+
+    Elements saved for backward (Korthikanti et al. 2022 counting, flash/SDPA attention keeps no
+    score matrix): attention: norm input, q/k/v input, q, k, v, attention output (+ rotated q/k
+    with RoPE); MLP: norm input and output, gate, up, activation and product (gated) or fc1
+    output and activation (plain). Half precision adds fp32 norm inputs (~8h bytes): autocast
+    runs norms in fp32. Dropout adds 1-byte masks. Eager attention keeps the softmax
+    probabilities, ``n_heads * seq`` of them per token (fp32 under autocast plus a half copy).
+
+    >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
+    >>> from gpu_preflight.tools.estimator.spec import ModelSpec
+    >>> m = resolve_model(ModelSpec(name="llama-3.2-1b"))
+    >>> t = TrainingSpec(seq_len=2048, micro_batch=4)
+    >>> round(activation_bytes_per_token_per_layer(m, t) / m.hidden_size, 1)  # ~54.5h measured by fitcheck
+    55.5
+    """
+    h, q, kv, inter = m.hidden_size, m.q_dim, m.kv_dim, m.intermediate_size
+    half = _half(t)
+    elem = 2 if half else 4
+    attention = 2 * h + 2 * q + 2 * kv + ((q + kv) if m.rotary else 0)
+    mlp = 2 * h + (4 * inter if m.mlp_gated else 2 * inter)
+    total = float((attention + mlp) * elem)
+    if half:
+        total += 8 * h  # fp32 norm inputs under autocast
+    if m.dropout:
+        total += 2 * h  # 1-byte masks after attention and MLP
+    if t.attention == "eager":
+        # Softmax probabilities per head and key: fp32 under autocast plus the half copy the matmul
+        # saves (6 B), or 4 B in fp32; dropout on them keeps its output (4 B) and mask (1 B).
+        per_score = (6 if half else 4) + (5 if m.dropout else 0)
+        total += per_score * m.n_heads * t.seq_len
+    return total
+
+
+SELECTIVE_AC_KEEP = 0.41
+"""Selective (op-level) checkpointing keeps matmul outputs and recomputes cheap ops: torchtitan's
+Llama-3.1-8B runs (8 and 128 H100s, ``bench/cases``) imply 0.40-0.42 of the unsaved activations."""
+LOSS_BYTES = {"standard": 10.0, "chunked": 3.0, "fused": 0.5}
+"""Per (token, vocab) entry at the loss: standard = bf16 logits + fp32 upcast + fp32 grad; chunked =
+bf16 logits + one of 8 fp32 chunks (torchtune CEWithChunkedOutputLoss); fused = a hidden-size chunk."""
+
+
+def activations_bytes(m: ResolvedModel, t: TrainingSpec) -> float:
+    """All saved activations of one micro-batch on one GPU (ZeRO/FSDP do not shard activations)."""
+    tokens = t.micro_batch * t.seq_len
+    per_layer = activation_bytes_per_token_per_layer(m, t)
+    if t.activation_checkpointing == "selective":
+        return tokens * m.n_layers * per_layer * SELECTIVE_AC_KEEP
+    if t.activation_checkpointing:
+        resid = m.hidden_size * (2 if _half(t) else 4)
+        # One saved input per layer, plus one layer's full activations while it is recomputed.
+        return tokens * (m.n_layers * resid + per_layer)
+    return tokens * m.n_layers * per_layer
+
+
+def logits_bytes(m: ResolvedModel, t: TrainingSpec) -> float:
+    """Logits + fp32 upcast + fp32 softmax grad with the stock cross-entropy; less with chunked/fused losses."""
+    per = LOSS_BYTES[t.loss] + (0 if _half(t) else 2)
+    return float(t.micro_batch * t.seq_len * m.vocab_size * per)
+
+
+def _optimizer_bytes_per_param(t: TrainingSpec, m: ResolvedModel) -> float:
+    state = 4 if (t.precision == "fp32" or t.master_weights_fp32) else 2
+    if t.optimizer == "adamw":
+        return 2 * state
+    if t.optimizer == "adamw_8bit":
+        return 2.0  # two 8-bit moments; block constants are negligible
+    if t.optimizer == "sgd":
+        return float(state)  # momentum buffer
+    return state * 2 / m.hidden_size  # adafactor: factored row+column second moments
+
+
+def estimate_gpu_memory(
+    m: ResolvedModel, t: TrainingSpec, params_trainable: int, gpu_ram_gb: float
+) -> GpuMemoryFit:
+    n = t.num_gpus
+    shard = t.sharding_resolved
+    half = _half(t)
+    wbytes = 2 if half else 4
+    p_total, p_train = m.params_total, params_trainable
+    full = t.method == "full"
+
+    # Model states, unsharded, in bytes.
+    weights: float
+    frozen: float
+    if full:
+        weights = float(p_total * wbytes)
+        frozen = 0.0
+    else:
+        weights = p_train * wbytes  # adapter working copies
+        if t.method == "qlora":
+            plain = m.embedding_params + m.n_layers * 2 * m.hidden_size  # embeddings, head, norms stay half
+            frozen = (p_total - plain) * QLORA_BYTES_PER_PARAM + plain * wbytes
+        else:
+            frozen = p_total * wbytes
+    mixed = half and t.master_weights_fp32
+    master = p_train * 4.0 if mixed else 0.0
+    grads = p_train * (4.0 if (mixed or not half) else 2.0)
+    optimizer = p_train * _optimizer_bytes_per_param(t, m)
+    foreach = t.optimizer == "adamw" and t.optimizer_impl == "foreach" and not t.optimizer_in_backward
+    transient = p_train * (4 if (mixed or not half) else 2) if foreach else 0.0
+
+    # Sharding over data-parallel ranks.
+    if shard in ("zero1",):
+        master, optimizer, transient = master / n, optimizer / n, transient / n
+    elif shard in ("zero2",):
+        master, optimizer, grads, transient = master / n, optimizer / n, grads / n, transient / n
+    elif shard in ("zero3", "fsdp"):
+        weights, frozen, master, optimizer, grads, transient = (
+            x / n for x in (weights, frozen, master, optimizer, grads, transient)
+        )
+    gather = 2 * m.layer_params * wbytes if shard in ("zero3", "fsdp") and n > 1 else 0.0
+    ddp_buckets = grads if shard == "ddp" else 0.0
+    if t.offload in ("optimizer", "optimizer_and_params"):
+        master, optimizer, transient = 0.0, 0.0, 0.0
+        grads = grads / 2 if mixed else grads  # fp32 grads live on the host; half grads stay for the copy
+    if t.offload == "optimizer_and_params":
+        weights = 0.0
+        frozen = 0.0
+        grads = 0.0  # FSDP CPU offload moves gradients to the host as they are reduced
+    if t.optimizer_in_backward:
+        grads = 2 * m.layer_params * (4.0 if (mixed or not half) else 2.0)  # about one layer in flight
+
+    act = activations_bytes(m, t)
+    logits = logits_bytes(m, t)
+    resident = weights + frozen + master + optimizer + gather
+    grads_kept = t.grad_accum > 1 or not t.zero_grad_set_to_none
+    grads_in_forward = grads + ddp_buckets if grads_kept else 0.0
+    forward_end = resident + act + logits + grads_in_forward
+    step = resident + grads + ddp_buckets + transient
+    allocated = max(forward_end, step)
+    phase: Literal["forward_end", "optimizer_step"] = "forward_end" if forward_end >= step else "optimizer_step"
+    reserve = allocated * ALLOCATOR_RESERVE_RATIO
+    peak = allocated + reserve
+    used = peak + CUDA_CONTEXT_GB * GB
+    ratio = used / (gpu_ram_gb * GB)
+
+    # The playbook rule, with the same sharding so multi-GPU specs compare like with like.
+    state_rule = PLAYBOOK_BYTES_PER_PARAM * p_train
+    if shard in ("zero1", "zero2"):
+        state_rule = 2 * p_train + (PLAYBOOK_BYTES_PER_PARAM - 2) * p_train / n
+    elif shard in ("zero3", "fsdp"):
+        state_rule /= n
+    frozen_rule = 0.0 if full else frozen
+    total_rule = state_rule + frozen_rule + act + logits
+    required = PLAYBOOK_HEADROOM * total_rule / GB
+
+    verdict = verdict_for(ratio)
+    return GpuMemoryFit(
+        gpu_ram_gb=round(gpu_ram_gb, 2),
+        peak_gb=_gb(peak),
+        allocated_peak_gb=_gb(allocated),
+        nvml_used_gb=_gb(used),
+        required_gb=round(required, 2),
+        utilization_ratio=round(ratio, 4),
+        verdict=verdict,
+        verdict_basis="refined: nvml_used_gb (peak_gb + cuda_context_gb) against 0.8/0.9 of gpu_ram_gb",
+        verdict_basis_gb=_gb(used),
+        verdict_playbook=verdict_for(required / gpu_ram_gb),
+        peak_phase=phase,
+        breakdown=GpuMemoryBreakdown(
+            weights_gb=_gb(weights), frozen_weights_gb=_gb(frozen), master_weights_gb=_gb(master),
+            gradients_gb=_gb(grads), optimizer_gb=_gb(optimizer), activations_gb=_gb(act), logits_gb=_gb(logits),
+            gather_buffers_gb=_gb(gather), ddp_buckets_gb=_gb(ddp_buckets), step_transient_gb=_gb(transient),
+            allocator_reserve_gb=_gb(reserve), cuda_context_gb=CUDA_CONTEXT_GB,
+        ),
+        playbook=PlaybookMemory(
+            model_state_gb=_gb(state_rule), frozen_weight_gb=_gb(frozen_rule), activations_gb=_gb(act),
+            kv_or_temp_gb=_gb(logits), total_gb=_gb(total_rule), required_gb=round(required, 2),
+        ),
+        advice=_advice(verdict, t, act, logits, allocated),
+    )
+
+
+def _advice(verdict: Verdict, t: TrainingSpec, act: float, logits: float, allocated: float) -> list[str]:
+    if verdict == "pass":
+        return []
+    tips = ["reduce micro_batch or seq_len first (playbook 1.1), keeping global_batch with grad_accum"]
+    if not t.activation_checkpointing and act > 0.25 * allocated:
+        tips.append("enable activation_checkpointing (about 20-33% slower, activations drop to one input per layer)")
+    if logits > 0.15 * allocated:
+        tips.append("use a chunked/fused cross-entropy (Liger, Cut-Cross-Entropy): the logits buffer is large")
+    if t.method == "full":
+        tips.append("consider lora/qlora, an 8-bit optimizer, or zero3/fsdp sharding over more GPUs")
+    if verdict == "fail":
+        tips.append("or choose a GPU with more memory")
+    return tips
+
+
+def _gb(value: float) -> float:
+    return round(value / GB, 3)

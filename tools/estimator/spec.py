@@ -1,0 +1,284 @@
+"""The run spec: what an agent plans to train, in the file format the playbooks' inputs map to.
+
+A spec has four sections, ``model``, ``training``, ``target`` and ``overheads`` (plus an optional
+``baseline``), and loads from JSON or TOML with exactly these key names. Every size carries its
+unit in its name. Validation is strict (unknown keys are refused, so a typo such as
+``micro_batch_size`` is an error rather than a silently ignored default) and cross-field rules
+(batch consistency, LoRA rank, offload needs a sharded optimizer) are checked here once, so every
+estimator can trust what it gets.
+
+Imported by the offers and telemetry rooms and by both doors on purpose: the run spec is the one input
+language of every capability (an option table prices a spec; a probe calibrates one).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
+
+Method = Literal["full", "lora", "qlora"]
+Precision = Literal["bf16", "fp16", "fp32"]
+Optimizer = Literal["adamw", "adamw_8bit", "sgd", "adafactor"]
+Offload = Literal["none", "optimizer", "optimizer_and_params"]
+Sharding = Literal["none", "ddp", "zero1", "zero2", "zero3", "fsdp"]
+Attention = Literal["sdpa", "flash", "eager"]
+Tuning = Literal["untuned", "normal", "well_tuned"]
+StackChange = Literal["none", "runtime", "major"]
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+class ModelSpec(_Strict):
+    """The model: a preset name, a Hugging Face ``config.json`` path, or explicit sizes and shape."""
+
+    name: str = Field(default="custom", max_length=200, description="Preset name (e.g. llama-3.1-8b) or a label.")
+    params_total: PositiveInt | None = Field(default=None, le=10**13, description="All parameters of the base model.")
+    params_trainable: PositiveInt | None = Field(
+        default=None, le=10**13, description="Trained parameters; derived from the method when absent."
+    )
+    hf_config: str | None = Field(default=None, description="Path to a Hugging Face config.json (no download).")
+    family: str | None = Field(default=None, description="llama, mistral, qwen2, gemma, gemma2, gpt2, gpt_neox.")
+    n_layers: PositiveInt | None = Field(default=None, le=1000)
+    hidden_size: PositiveInt | None = Field(default=None, le=1_000_000)
+    n_heads: PositiveInt | None = Field(default=None, le=10_000)
+    n_kv_heads: PositiveInt | None = Field(default=None, le=10_000)
+    head_dim: PositiveInt | None = Field(default=None, le=100_000)
+    intermediate_size: PositiveInt | None = Field(default=None, le=10_000_000)
+    vocab_size: PositiveInt | None = Field(default=None, le=10_000_000)
+    tied_embeddings: bool | None = None
+    mlp_gated: bool | None = Field(
+        default=None, description="SwiGLU/GeGLU MLP (3 matrices) rather than a 2-matrix MLP."
+    )
+    dropout: bool | None = Field(default=None, description="Dropout active in training (GPT-2/BERT: yes; Llama: no).")
+
+
+class TrainingSpec(_Strict):
+    """How it is trained. Defaults are the common single-GPU bf16 AdamW fine-tune."""
+
+    method: Method = "full"
+    precision: Precision = "bf16"
+    master_weights_fp32: bool = Field(
+        default=True,
+        description="Mixed precision keeps fp32 master weights and fp32 Adam states (18 B/param). "
+        "False: pure bf16/fp16 weights and optimizer states (about 8 B/param).",
+    )
+    optimizer: Optimizer = "adamw"
+    seq_len: PositiveInt = Field(le=10_000_000)
+    micro_batch: PositiveInt = Field(le=1_000_000)
+    grad_accum: PositiveInt = Field(default=1, le=1_000_000)
+    global_batch: PositiveInt | None = Field(default=None, description="micro_batch * grad_accum * data-parallel GPUs.")
+    activation_checkpointing: bool | Literal["selective"] = Field(
+        default=False, description="true: full (one input kept per layer); selective: torchtitan-style op-level."
+    )
+    loss: Literal["standard", "chunked", "fused"] = Field(
+        default="standard",
+        description="standard cross-entropy holds fp32 logits; chunked (torchtune) upcasts one chunk at a time; "
+        "fused (Liger, Cut-Cross-Entropy) never materializes the logits.",
+    )
+    optimizer_in_backward: bool = Field(
+        default=False, description="Step each parameter during backward and free its gradient (torchtune)."
+    )
+    offload: Offload = "none"
+    num_gpus: PositiveInt = Field(default=1, le=4096)
+    sharding: Sharding | None = Field(default=None, description="Default: none on 1 GPU, ddp on more.")
+    lora_rank: PositiveInt | None = Field(default=None, le=65536)
+    lora_targets: Literal["all_linear", "attention"] = "all_linear"
+    attention: Attention = Field(default="sdpa", description="sdpa/flash keep no score matrix; eager stores it.")
+    optimizer_impl: Literal["foreach", "fused", "loop"] = Field(
+        default="foreach",
+        description="torch AdamW implementation: foreach (torch default) holds a full-size temporary in step().",
+    )
+    zero_grad_set_to_none: bool = Field(
+        default=True, description="torch>=2.0 frees gradients between steps; False keeps them through the forward."
+    )
+    tuning: Tuning = Field(
+        default="normal", description="Picks the cold MFU: untuned 0.20, normal 0.30, well_tuned 0.40."
+    )
+    mfu: float | None = Field(default=None, gt=0, le=1, description="Override the assumed MFU for cold estimates.")
+
+    @property
+    def sharding_resolved(self) -> Sharding:
+        if self.sharding is not None:
+            return self.sharding
+        return "ddp" if self.num_gpus > 1 else "none"
+
+    @property
+    def global_batch_resolved(self) -> int:
+        return self.micro_batch * self.grad_accum * self.num_gpus
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.global_batch_resolved * self.seq_len
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingSpec:
+        expected = self.micro_batch * self.grad_accum * self.num_gpus
+        if self.global_batch is not None and self.global_batch != expected:
+            raise ValueError(
+                f"global_batch={self.global_batch} but micro_batch*grad_accum*num_gpus="
+                f"{self.micro_batch}*{self.grad_accum}*{self.num_gpus}={expected}; make them agree"
+            )
+        if self.method in ("lora", "qlora") and self.lora_rank is None:
+            raise ValueError(f"method={self.method} needs lora_rank (a positive integer, e.g. 16)")
+        if self.method == "full" and self.lora_rank is not None:
+            raise ValueError("lora_rank applies only to method lora or qlora")
+        sharding = self.sharding_resolved
+        if self.offload != "none" and sharding not in ("zero1", "zero2", "zero3", "fsdp"):
+            raise ValueError(f"offload={self.offload} needs sharding zero1/zero2/zero3/fsdp, got {sharding}")
+        if self.offload == "optimizer_and_params" and sharding not in ("zero3", "fsdp"):
+            raise ValueError(f"offload=optimizer_and_params needs sharding zero3 or fsdp, got {sharding}")
+        if self.optimizer_in_backward and self.grad_accum > 1:
+            raise ValueError("optimizer_in_backward cannot accumulate gradients: set grad_accum to 1")
+        if self.num_gpus > 1 and sharding == "none":
+            raise ValueError("sharding=none with num_gpus>1; use ddp, zero1, zero2, zero3 or fsdp")
+        return self
+
+
+class TargetSpec(_Strict):
+    """How much to train: exactly one of tokens, steps, or epochs over a dataset."""
+
+    target_tokens: PositiveInt | None = Field(default=None, le=10**16)
+    target_steps: PositiveInt | None = Field(default=None, le=10**12)
+    epochs: PositiveFloat | None = Field(default=None, le=10_000)
+    dataset_tokens: PositiveInt | None = Field(default=None, le=10**16)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TargetSpec:
+        chosen = [k for k in ("target_tokens", "target_steps", "epochs") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                f"set exactly one of target_tokens, target_steps, epochs (with dataset_tokens); got {chosen or 'none'}"
+            )
+        if self.epochs is not None and self.dataset_tokens is None:
+            raise ValueError("epochs needs dataset_tokens")
+        return self
+
+
+class DiskItems(_Strict):
+    """Disk sizes in GB (1e9 bytes) where known; the estimator fills the others and says so."""
+
+    model_gb: NonNegativeFloat | None = None
+    data_gb: NonNegativeFloat | None = None
+    checkpoint_gb: NonNegativeFloat | None = Field(default=None, description="The largest checkpoint.")
+    logs_gb: NonNegativeFloat | None = None
+    temp_gb: NonNegativeFloat | None = Field(default=None, description="Image layers, pip/compile caches, scratch.")
+
+
+class OverheadsSpec(_Strict):
+    """Time that is not training, and host-side sizes."""
+
+    setup_debug_hours: NonNegativeFloat | None = Field(default=None, le=10_000)
+    eval_ckpt_overhead_hours: NonNegativeFloat | None = Field(default=None, le=10_000)
+    eval_runtime_s: NonNegativeFloat | None = Field(default=None, le=10**7)
+    eval_every_steps: PositiveInt | None = None
+    disk: DiskItems = Field(default_factory=DiskItems)
+    dataloader_gb: NonNegativeFloat | None = Field(default=None, description="Host RAM for data loader workers.")
+    os_and_cache_gb: NonNegativeFloat | None = Field(default=None, description="Host RAM for the OS and page cache.")
+    cheap_dph_total_usd: PositiveFloat | None = Field(
+        default=None, description="Price of a cheap GPU to debug on first (evaluates the playbook decision rule)."
+    )
+    migration_hours: NonNegativeFloat = Field(default=0.5, le=1000, description="Time to move a debugged run up.")
+
+    @model_validator(mode="after")
+    def _eval_pair(self) -> OverheadsSpec:
+        if (self.eval_runtime_s is None) != (self.eval_every_steps is None):
+            raise ValueError("eval_runtime_s and eval_every_steps go together (or give eval_ckpt_overhead_hours)")
+        return self
+
+
+class BaselineSpec(_Strict):
+    """A measured run to scale from (playbook 2.1): its throughput on a named GPU."""
+
+    tokens_per_s: PositiveFloat = Field(le=1e12, description="Measured tokens/s of the whole baseline run.")
+    gpu: str = Field(min_length=1, max_length=100, description="Catalogue name of the baseline GPU.")
+    num_gpus: PositiveInt = Field(default=1, le=4096)
+    stack_change: StackChange = Field(
+        default="none", description="none: same code and stack; runtime: framework/runtime changed; major: new stack."
+    )
+
+
+class RunSpec(_Strict):
+    """One planned training run."""
+
+    model: ModelSpec
+    training: TrainingSpec
+    target: TargetSpec
+    overheads: OverheadsSpec = Field(default_factory=OverheadsSpec)
+    baseline: BaselineSpec | None = None
+
+
+def parse_spec(data: Any, *, prefix: str = "spec") -> RunSpec:
+    """Validate a spec object (already parsed JSON/TOML) into a :class:`RunSpec`, or raise one clear error."""
+    if isinstance(data, RunSpec):
+        return data
+    if not isinstance(data, dict):
+        raise PreflightError(prefix, data, "an object with sections model, training, target, overheads")
+    _reject_non_finite(data, prefix)
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, prefix) from None
+
+
+def _reject_non_finite(data: Any, path: str) -> None:
+    """NaN and infinity can arrive from JSON (``NaN``) or TOML (``nan``); name the exact field."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _reject_non_finite(value, f"{path}.{key}")
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            _reject_non_finite(value, f"{path}[{index}]")
+    elif isinstance(data, float) and not math.isfinite(data):
+        raise PreflightError(path, data, "a finite number")
+
+
+def load_spec_file(path: str | Path) -> RunSpec:
+    """Load a spec from a ``.json`` or ``.toml`` file (chosen by suffix, else by trying JSON first)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PreflightError("spec", str(path), "a readable JSON or TOML file", "file not found") from None
+    except (OSError, ValueError) as exc:  # ValueError: bad UTF-8, or a NUL in the path
+        raise PreflightError("spec", str(path), "a readable JSON or TOML file", str(exc)) from None
+    data = parse_spec_text(text, toml=file.suffix.lower() == ".toml")
+    spec = parse_spec(data)
+    if spec.model.hf_config and not Path(spec.model.hf_config).is_absolute():
+        # A relative hf_config is relative to the spec file, like an include.
+        resolved = (file.parent / spec.model.hf_config).resolve()
+        spec = spec.model_copy(update={"model": spec.model.model_copy(update={"hf_config": str(resolved)})})
+    return spec
+
+
+def parse_spec_text(text: str, *, toml: bool = False) -> dict[str, Any]:
+    if not toml:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as json_exc:
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError:
+                raise PreflightError(
+                    "spec", text[:40], "JSON or TOML", f"not JSON: {json_exc.msg} at line {json_exc.lineno}"
+                ) from None
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise PreflightError("spec", text[:40], "TOML", f"not TOML: {exc}") from None
+    if not isinstance(data, dict):
+        raise PreflightError("spec", data, "an object with sections model, training, target, overheads")
+    return data
