@@ -11,6 +11,8 @@ from mcp import Client
 
 from gpu_preflight.server.app import create_server
 
+pytest_plugins = ["realapps.fixtures"]  # the real agent TUIs: tmux_socket, harness
+
 
 @pytest.fixture(autouse=True)
 def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.dispatch.agentview import find_composer
 from gpu_preflight.tools.dispatch.profiles import get_profile
 from gpu_preflight.tools.dispatch.sanitize import sanitize_text, strip_paste_markers
 from gpu_preflight.tools.dispatch.screen import (
     Needle,
     TuiProfile,
-    find_composer,
     shell_input_line,
     shell_prompt_is_empty,
     split_at_cell,

@@ -7,6 +7,9 @@ import re
 import sys
 from typing import Any
 
+PROFILE_CHOICES = ("auto", "generic", "claude", "codex", "gemini")
+"""Kept literal so ``preflight --help`` does not import the dispatcher (tests check it equals PROFILE_NAMES)."""
+
 
 def _socket(p: argparse.ArgumentParser) -> None:
     p.add_argument("-L", dest="socket_name", default=None, metavar="SOCKET_NAME", help="tmux socket name")
@@ -19,6 +22,11 @@ def add_parser(sub: Any) -> None:
     d.add_argument("target", help="session:window.pane or %%pane_id")
     d.add_argument("text", help="the command (shell) or prompt (tui)")
     d.add_argument("--mode", choices=["shell", "tui"], default="shell")
+    d.add_argument("--profile", choices=list(PROFILE_CHOICES), default="auto",
+                   help="tui: the agent app (auto: from the pane's process)")
+    d.add_argument("--on-busy", choices=["refuse", "queue", "wait"], default="refuse",
+                   help="tui: a busy agent is refused, gets the prompt in its own queue, or is waited for")
+    d.add_argument("--busy-timeout-s", type=float, default=300.0, help="tui, --on-busy wait: how long to wait")
     _socket(d)
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=run_dispatch)
@@ -43,16 +51,36 @@ def add_parser(sub: Any) -> None:
     h.add_argument("--json", action="store_true")
     h.set_defaults(func=run_heartbeat)
 
+    w = sub.add_parser("wait-idle", help="wait until the agent in a pane finished its turn; print its last lines")
+    w.add_argument("target", help="session:window.pane or %%pane_id")
+    w.add_argument("--timeout-s", type=float, default=600.0)
+    _socket(w)
+    w.add_argument("--json", action="store_true")
+    w.set_defaults(func=run_wait_idle)
+
 
 def run_dispatch(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.dispatch import dispatch
 
-    d = dispatch(args.target, args.text, args.mode, socket_name=args.socket_name, socket_path=args.socket_path)
+    d = dispatch(args.target, args.text, args.mode, socket_name=args.socket_name, socket_path=args.socket_path,
+                 profile=args.profile, on_busy=args.on_busy, busy_timeout_s=args.busy_timeout_s)
     if args.json:
         sys.stdout.write(d.model_dump_json() + "\n")
     else:
         sys.stdout.write(f"{d.status}: {d.reason} (Enter x{d.enter_count}, {d.latency_ms:.0f} ms)\n")
-    return 0 if d.status == "submitted" else 1
+    # A prompt the app shows queued was delivered as asked: success when --on-busy queue asked for it.
+    return 0 if d.status == "submitted" or (d.status == "queued" and args.on_busy == "queue") else 1
+
+
+def run_wait_idle(args: argparse.Namespace) -> int:
+    from gpu_preflight.tools.dispatch import wait_idle
+
+    w = wait_idle(args.target, args.timeout_s, socket_name=args.socket_name, socket_path=args.socket_path)
+    if args.json:
+        sys.stdout.write(w.model_dump_json() + "\n")
+    else:
+        sys.stdout.write(f"{w.state}: {w.reason} ({w.waited_s:.1f} s)\n" + "".join(f"  {x}\n" for x in w.answer_tail))
+    return 0 if w.idle else 1
 
 
 def run_launch(args: argparse.Namespace) -> int:

@@ -24,10 +24,12 @@ from gpu_preflight.tools.dispatch import (
     HeartbeatReport,
     LaunchResult,
     PaneInfo,
+    WaitIdleResult,
     dispatch,
     heartbeat,
     heartbeat_all,
     list_pane_infos,
+    wait_idle,
 )
 
 Target = Annotated[str, Field(min_length=1, max_length=200, description="tmux pane: 'session:window.pane' or '%id'.")]
@@ -73,6 +75,11 @@ def register(mcp: MCPServer) -> None:
         ctx: Context,
         mode: Annotated[Literal["shell", "tui"],
                         Field(description="shell: run as a job; tui: agent prompt.")] = "shell",
+        profile: Annotated[Literal["auto", "generic", "claude", "codex", "gemini"],
+                           Field(description="tui: the agent app; auto reads the pane's process.")] = "auto",
+        on_busy: Annotated[Literal["refuse", "queue", "wait"],
+                           Field(description="tui, agent busy: refuse, queue (app's own queue), wait.")] = "refuse",
+        busy_timeout_s: Annotated[float, Field(ge=0, le=3600, description="on_busy=wait: max seconds.")] = 300.0,
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, DispatchResult]:
@@ -81,7 +88,8 @@ def register(mcp: MCPServer) -> None:
         await ctx.report_progress(0, 1, f"dispatching to {target}")
         with tool_errors():
             d = await anyio.to_thread.run_sync(
-                lambda: dispatch(target, text, mode, socket_name=socket_name, socket_path=socket_path))
+                lambda: dispatch(target, text, mode, socket_name=socket_name, socket_path=socket_path,
+                                 profile=profile, on_busy=on_busy, busy_timeout_s=busy_timeout_s))
         await ctx.report_progress(1, 1, d.status)
         return result(d, _dispatch_md(d))
 
@@ -116,10 +124,28 @@ def register(mcp: MCPServer) -> None:
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, Heartbeat]:
-        """Run (run_id) or pane (target): running, idle_at_prompt, exited, hung, waiting_for_input, pane_gone."""
+        """Run (run_id) or pane (target): running, idle_at_prompt, exited, hung, waiting_for_input, pane_gone;
+        an agent pane: idle, working, waiting_for_input (dialog), exited."""
         with tool_errors():
             hb = heartbeat(run_id, target, socket_name=socket_name, socket_path=socket_path)
         return result(hb, f"**{hb.state}**: {hb.reason}")
+
+    @mcp.tool(name="wait_idle", annotations=READ_ONLY)
+    async def wait_idle_tool(
+        target: Target,
+        ctx: Context,
+        timeout_s: Annotated[float, Field(gt=0, le=3600, description="Give up after this many seconds.")] = 600.0,
+        socket_name: SocketName = None,
+        socket_path: SocketPath = None,
+    ) -> Annotated[CallToolResult, WaitIdleResult]:
+        """Wait until the agent in a pane finished its turn (or a dialog opens, or it exits); returns the
+        end of its answer (answer_tail). Use after dispatch(mode='tui')."""
+        await ctx.report_progress(0, 1, f"waiting for {target} to be idle")
+        with tool_errors():
+            w = await anyio.to_thread.run_sync(
+                lambda: wait_idle(target, timeout_s, socket_name=socket_name, socket_path=socket_path))
+        await ctx.report_progress(1, 1, w.state)
+        return result(w, f"**{w.state}** after {w.waited_s:.1f} s: {w.reason}\n\n" + "\n".join(w.answer_tail))
 
     @mcp.tool(name="heartbeat_all", annotations=READ_ONLY)
     def heartbeat_all_tool(

@@ -38,6 +38,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+QUEUED_NOTE = "  \u23bf  Queued \u00b7 ctrl+x ctrl+s to send now"
+"""Claude Code's note under a prompt it queued (shared/fixtures/agent-tuis/claude-queued.txt)."""
+
+
 class App:
     """Input line + history + busy marker; subclasses decide how raw input becomes keys."""
 
@@ -54,6 +58,7 @@ class App:
         self.history: list[str] = []
         self.busy_until = 0.0
         self.queued = 0
+        self.queued_items: set[int] = set()  # history entries shown with a queued note, as Claude Code does
         self.log_file = open(args.log, "a", buffering=1)  # noqa: SIM115 - lives as long as the app
 
     def log(self, event: str, **fields: object) -> None:
@@ -84,6 +89,7 @@ class App:
         self.text, self.pastes = "", []
         if busy:
             self.queued += 1
+            self.queued_items.add(len(self.history) - 1)
         else:
             self.busy_until = time.monotonic() + self.args.busy_ms / 1000.0
 
@@ -109,9 +115,13 @@ class App:
         cols, rows = os.get_terminal_size(1)
         width = max(20, cols - 4)
         out = []
-        for item in self.history[-4:]:
+        busy = time.monotonic() < self.busy_until
+        for index in range(max(0, len(self.history) - 4), len(self.history)):
+            item = self.history[index]
             first = item.split("\n")[0][:width]
-            out += [f"{self.glyph} {first}", f"\u25cf ok ({len(item)} chars)"]
+            out.append(f"{self.glyph} {first}")
+            queued = busy and index in self.queued_items
+            out.append(QUEUED_NOTE if queued else f"\u25cf ok ({len(item)} chars)")
         body = []
         for line in self.composer_display().split("\n"):
             body += [line[i : i + width] for i in range(0, max(len(line), 1), width)] or [""]
@@ -121,7 +131,6 @@ class App:
             body = [f"\x1b[2m{self.placeholder}\x1b[22m"]  # dim ghost text, like the real agents
         out += [(f"{self.glyph} " if i == 0 else "  ") + line for i, line in enumerate(body)]
         out.append("\u2500" * (cols - 1))
-        busy = time.monotonic() < self.busy_until
         status = BUSY_LINE if busy else IDLE_LINE
         if self.queued and busy:
             status += f"  {self.queued} queued message"

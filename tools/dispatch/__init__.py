@@ -9,6 +9,12 @@ Public API (plain functions and pydantic models; the CLI and MCP layers wrap the
   :class:`LaunchResult`
 * :func:`list_audit` -> :class:`AuditEntry`; :func:`list_pane_infos` -> :class:`PaneInfo`
 * :func:`interrupt_run` -> :class:`InterruptResult` (Ctrl-C, proven by the job's exit record)
+* :func:`wait_idle` -> :class:`WaitIdleResult` (an agent finished its turn; the end of its answer)
+
+tmux is reached two ways, on purpose. Every call the dispatcher and the heartbeat make goes through
+:mod:`.tmuxcmd` (subprocess with a deadline: libtmux's calls have no timeout, and a wedged server must
+not hang the MCP server). libtmux, the object model, is what callers and the tests use to build and
+inspect sessions, windows and panes (:meth:`Tmux.libtmux_server`; the test suite's throwaway servers).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from gpu_preflight.tools.dispatch.shell_job import JobRecord, read_job, wait_for
 from gpu_preflight.tools.dispatch.stop import InterruptResult, interrupt_run
 from gpu_preflight.tools.dispatch.target import make_tmux
 from gpu_preflight.tools.dispatch.tui import TuiTiming
+from gpu_preflight.tools.dispatch.waitidle import WaitIdleResult, wait_idle
 
 
 def list_pane_infos(socket_name: str | None = None, socket_path: str | None = None) -> list[PaneInfo]:
@@ -48,6 +55,7 @@ __all__ = [
     "RunRecord",
     "TuiProfile",
     "TuiTiming",
+    "WaitIdleResult",
     "dispatch",
     "get_run",
     "heartbeat",
@@ -61,4 +69,5 @@ __all__ = [
     "record_run",
     "sanitize_text",
     "wait_for_exit",
+    "wait_idle",
 ]

@@ -9,18 +9,20 @@ the text gives a ``refused`` result (audited), never an exception.
 from __future__ import annotations
 
 import time
-from typing import Literal
+from datetime import UTC, datetime
 
 from gpu_preflight.tools.common.errors import PreflightError
-from gpu_preflight.tools.dispatch.audit import text_sha256, write_audit
+from gpu_preflight.tools.dispatch import procfs
+from gpu_preflight.tools.dispatch.audit import last_agent_prompt, text_sha256, write_audit
 from gpu_preflight.tools.dispatch.lock import PaneBusy, pane_lock
 from gpu_preflight.tools.dispatch.models import DISPATCH_MODES, DispatchMode, DispatchResult
-from gpu_preflight.tools.dispatch.profiles import get_profile
+from gpu_preflight.tools.dispatch.profiles import PROFILE_NAMES, get_profile
 from gpu_preflight.tools.dispatch.sanitize import ControlPolicy, sanitize_text
 from gpu_preflight.tools.dispatch.screen import TuiProfile
 from gpu_preflight.tools.dispatch.shell_send import dispatch_shell
 from gpu_preflight.tools.dispatch.target import make_tmux, resolve_pane_id, validate_target
-from gpu_preflight.tools.dispatch.tui import TYPE_MAX_CHARS, Delivery, TuiTiming, dispatch_tui
+from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, TmuxError
+from gpu_preflight.tools.dispatch.tui import ON_BUSY, TYPE_MAX_CHARS, Delivery, OnBusy, TuiTiming, dispatch_tui
 
 MAX_TEXT_BYTES = 1_000_000
 
@@ -28,6 +30,28 @@ MAX_TEXT_BYTES = 1_000_000
 def _check_choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise PreflightError(field, value, "one of " + ", ".join(allowed))
+
+
+def _pane_pids(tmux: Tmux, pane_id: str) -> list[int]:
+    """The pane's process and its descendants (where an agent TUI started from a shell runs)."""
+    try:
+        pid = int(tmux.display(pane_id, "#{pane_pid}").strip())
+    except (TmuxError, ValueError):
+        return []
+    return [pid, *procfs.descendants(pid, procfs.all_stats())]
+
+
+RECENT_SUBMIT_S = 2.0
+"""A prompt submitted here this recently may not show its busy marker yet: look a moment longer."""
+BUSY_SETTLE_S = 1.0
+
+
+def _busy_settle_s(server_key: str, pane_id: str) -> float:
+    last = last_agent_prompt(server_key, pane_id)
+    if last is None:
+        return 0.0
+    age_s = (datetime.now(UTC) - datetime.fromisoformat(last[1])).total_seconds()
+    return BUSY_SETTLE_S if 0 <= age_s < RECENT_SUBMIT_S else 0.0
 
 
 def dispatch(
@@ -38,7 +62,8 @@ def dispatch(
     socket_name: str | None = None,
     socket_path: str | None = None,
     controls: ControlPolicy = "reject",
-    on_busy: Literal["refuse", "queue"] = "refuse",
+    on_busy: OnBusy = "refuse",
+    busy_timeout_s: float = 300.0,
     profile: TuiProfile | str | None = None,
     delivery: Delivery = "auto",
     cancel_mode: bool = False,
@@ -55,11 +80,17 @@ def dispatch(
     ``mode="shell"``: ``text`` is a shell command, run as a wrapped job (confirmed by its start
     record). ``mode="tui"``: ``text`` is a prompt for an agent TUI (confirmed when it leaves the
     input line). ``socket_name``/``socket_path`` pick the tmux server like ``-L``/``-S``.
+    ``profile`` (tui): ``auto`` (default) picks claude/codex/gemini from the pane's processes, else generic.
+    ``on_busy`` (tui): ``refuse``, ``wait`` (up to ``busy_timeout_s``), or ``queue`` (the app's own queue).
     """
     started_s = time.monotonic()
     target = validate_target(target)
     _check_choice("mode", mode, DISPATCH_MODES)
-    _check_choice("on_busy", on_busy, ("refuse", "queue"))
+    _check_choice("on_busy", on_busy, ON_BUSY)
+    if not isinstance(profile, TuiProfile):
+        _check_choice("profile", "auto" if profile is None else profile, PROFILE_NAMES)
+    if not 0 <= busy_timeout_s <= 86_400:
+        raise PreflightError("busy_timeout_s", busy_timeout_s, "0 to 86400 seconds")
     _check_choice("delivery", delivery, ("auto", "paste", "type"))
     if not 0 <= max_enter_retries <= 3:
         raise PreflightError("max_enter_retries", max_enter_retries, "0 to 3")
@@ -74,7 +105,6 @@ def dispatch(
     if mode == "tui" and delivery == "type" and ("\n" in body or body.endswith(";") or len(body) > TYPE_MAX_CHARS):
         raise PreflightError("delivery", delivery, "'auto' or 'paste' for multi-line text, text ending in ';' or "
                              f"over {TYPE_MAX_CHARS} characters (send-keys would mangle it)")
-    tui_profile = get_profile(profile)
     tmux = make_tmux(socket_name, socket_path, tmux_timeout_s)
     pane_id = resolve_pane_id(tmux, target)
     if pane_id is None:
@@ -89,9 +119,11 @@ def dispatch(
                                             cancel_mode=cancel_mode, prompt_regex=prompt_regex)
                 else:
                     tui_timing = timing or TuiTiming(max_enter_retries=max_enter_retries)
+                    tui_profile = get_profile(profile, _pane_pids(tmux, pane_id))
                     result = dispatch_tui(tmux, pane_id, clean, target=target, started_s=started_s,
                                           profile=tui_profile, delivery=delivery, on_busy=on_busy,
-                                          cancel_mode=cancel_mode, timing=tui_timing)
+                                          busy_timeout_s=busy_timeout_s, cancel_mode=cancel_mode, timing=tui_timing,
+                                          busy_settle_s=_busy_settle_s(tmux.key, pane_id))
                 result.timings_ms["lock_wait"] = round(waited_s * 1000.0, 2)
         except PaneBusy as exc:
             result = DispatchResult(status="refused", reason=str(exc), target=target, pane_id=pane_id, mode=mode)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from gpu_preflight.tools.dispatch import procfs
 from gpu_preflight.tools.dispatch.paneinfo import PaneInfo, fetch_pane, list_panes
+from gpu_preflight.tools.dispatch.screen import unstyle_lines
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, TmuxError
 
 MARK = "\x1epf-pane "
@@ -28,25 +29,28 @@ class Scan:
 
     panes: dict[str, PaneInfo]
     screens: dict[str, list[str]]
+    ansi: dict[str, list[str]]
     stats: dict[int, procfs.ProcStat]
     taken_epoch_s: float
 
 
-def capture_many(tmux: Tmux, pane_ids: list[str]) -> dict[str, list[str]]:
-    """Visible screens of many panes with one tmux call per :data:`CAPTURE_BATCH` panes."""
+def capture_many(tmux: Tmux, pane_ids: list[str], *, escapes: bool = False) -> dict[str, list[str]]:
+    """Visible screens of many panes with one tmux call per :data:`CAPTURE_BATCH` panes (``escapes``:
+    with SGR attributes, so an agent's grey placeholder can be told from a draft)."""
+    flags = ["-p", "-e"] if escapes else ["-p"]
     screens: dict[str, list[str]] = {}
     for start in range(0, len(pane_ids), CAPTURE_BATCH):
         batch = pane_ids[start : start + CAPTURE_BATCH]
         args: list[str] = []
         for index, pane_id in enumerate(batch):  # marker by index: display-message runs strftime on "%"
-            args += ["display-message", "-p", "-t", pane_id, f"{MARK}{index}", ";", "capture-pane", "-p", "-t",
+            args += ["display-message", "-p", "-t", pane_id, f"{MARK}{index}", ";", "capture-pane", *flags, "-t",
                      pane_id, ";"]
         try:
             text = tmux.run(*args[:-1])
         except TmuxError:  # a pane vanished mid-batch: tmux stops the chain, so go one by one
             for pane_id in batch:
                 try:
-                    screens[pane_id] = tmux.capture(pane_id)
+                    screens[pane_id] = tmux.capture(pane_id, escapes=escapes)
                 except TmuxError:
                     continue
             continue
@@ -63,8 +67,9 @@ def scan(tmux: Tmux, only: set[str] | None = None) -> Scan:
     """Read every pane of the server (or only the ids in ``only``) and every process, once."""
     stats = procfs.all_stats()
     panes = {pane.pane_id: pane for pane in list_panes(tmux, stats) if only is None or pane.pane_id in only}
-    screens = capture_many(tmux, list(panes))
-    return Scan(panes=panes, screens=screens, stats=stats, taken_epoch_s=time.time())
+    ansi = capture_many(tmux, list(panes), escapes=True)
+    screens = {pane_id: unstyle_lines(lines)[0] for pane_id, lines in ansi.items()}
+    return Scan(panes=panes, screens=screens, ansi=ansi, stats=stats, taken_epoch_s=time.time())
 
 
 def settle_dead_status(tmux: Tmux, pane: PaneInfo, tries: int = 3) -> PaneInfo:

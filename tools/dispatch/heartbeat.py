@@ -1,5 +1,9 @@
 """Heartbeats: is the run (or pane) running, idle at its prompt, exited, hung, waiting, or gone?
 
+A pane that runs an agent TUI (Claude Code, Codex, Gemini CLI) is read from its screen instead
+(:mod:`.agentbeat`): ``idle``, ``working``, ``waiting_for_input`` (a dialog) or ``exited``, never
+``running`` for an agent that sits idle.
+
 Why one call with evidence: an agent that cannot tell "training is running" from "the shell is
 idle and the job died an hour ago" keeps paying for a GPU that does nothing. Exit codes come from
 the job wrapper's record first (tmux 3.3a loses them), tmux's dead status second. "Hung" needs all
@@ -16,6 +20,14 @@ from pydantic import BaseModel, Field
 
 from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch import procfs
+from gpu_preflight.tools.dispatch.agentbeat import (
+    AGENT_SAMPLE_S,
+    AgentLook,
+    agent_profile,
+    classify_agent,
+    sample_agents,
+)
+from gpu_preflight.tools.dispatch.audit import last_agent_prompt
 from gpu_preflight.tools.dispatch.hbscan import Scan, read_log, scan, settle_dead_status
 from gpu_preflight.tools.dispatch.models import tail_lines
 from gpu_preflight.tools.dispatch.paneinfo import PaneInfo
@@ -24,7 +36,8 @@ from gpu_preflight.tools.dispatch.shell_job import JobRecord, read_job
 from gpu_preflight.tools.dispatch.target import make_tmux, resolve_pane_id
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux
 
-HeartbeatState = Literal["running", "idle_at_prompt", "exited", "hung", "waiting_for_input", "pane_gone"]
+HeartbeatState = Literal["running", "idle_at_prompt", "exited", "hung", "waiting_for_input", "pane_gone", "idle",
+                         "working"]
 DEFAULT_HANG_AFTER_S = 300.0
 DEFAULT_CPU_SAMPLE_S = 0.1
 
@@ -39,6 +52,8 @@ class Heartbeat(BaseModel):
     run_id: str | None = None
     job_id: str | None = None
     current_command: str | None = None
+    agent: str | None = Field(default=None, description="agent TUI profile read from the screen (claude, codex, ...)")
+    dialog: str | None = Field(default=None, description="waiting_for_input on an agent: the dialog's title")
     exit_code: int | None = None
     signal: int | None = Field(default=None, description="signal number when the process was killed by one")
     seconds_since_output_s: float | None = Field(default=None, description="window activity, 1 s resolution")
@@ -83,9 +98,13 @@ def _exit_fields(job: JobRecord | None, pane: PaneInfo | None) -> tuple[int | No
     return None, None, "no exit status recorded (tmux 3.3a can lose it)"
 
 
+Pending = tuple[Heartbeat, int | None, AgentLook | None]
+"""A heartbeat, the root pid to CPU-sample if it may be hung, and an agent screen to look at again."""
+
+
 def _classify(hb: Heartbeat, pane: PaneInfo, snap: Scan, run: RunRecord | None, job: JobRecord | None,
-              hang_after_s: float) -> tuple[Heartbeat, int | None]:
-    """Fill ``hb`` from the snapshot; returns (heartbeat, root pid to CPU-sample if hang is possible)."""
+              hang_after_s: float) -> Pending:
+    """Fill ``hb`` from the snapshot; says what still needs a second sample."""
     now = snap.taken_epoch_s
     hb.seconds_since_output_s = (
         round(max(0.0, now - pane.window_activity_epoch_s), 1) if pane.window_activity_epoch_s else None
@@ -97,25 +116,28 @@ def _classify(hb: Heartbeat, pane: PaneInfo, snap: Scan, run: RunRecord | None, 
     if (job is not None and job.exited) or pane.dead:
         hb.exit_code, hb.signal, source = _exit_fields(job, pane)
         hb.state, hb.reason = "exited", f"exited ({source})"
-        return hb, None
+        return hb, None, None
+    profile = None if pane.shell_in_foreground else agent_profile(pane, snap.stats)
+    if profile is not None:
+        return hb, None, classify_agent(hb, pane, snap.ansi.get(pane.pane_id, []), profile)
     if pane.shell_in_foreground:
         hb.state = "idle_at_prompt"
         hb.exit_code = pane.job_done_exit_code
         hb.reason = "the shell is at its prompt" + (
             "; the run's job never started" if run is not None and job is not None and not job.started else ""
         )
-        return hb, None
+        return hb, None, None
     root = job.pid if job is not None and job.pid and procfs.alive(job.pid) else pane.pane_pid
     tree = procfs.descendants(root, snap.stats)
     hb.process_tree_cpu_s = round(sum(snap.stats[p].cpu_ticks for p in tree) / procfs.CLOCK_TICKS_PER_S, 2)
     group = [pid for pid, stat in snap.stats.items() if pane.foreground_pgid and stat.pgrp == pane.foreground_pgid]
     if any(procfs.blocked_reading_tty(pid, pane.tty) for pid in group):
         hb.state, hb.reason = "waiting_for_input", "the foreground process is blocked reading the terminal"
-        return hb, None
+        return hb, None, None
     quiet = hb.seconds_since_output_s is not None and hb.seconds_since_output_s >= hang_after_s
     log_stale = hb.seconds_since_log_write_s is None or hb.seconds_since_log_write_s >= hang_after_s
     hb.state, hb.reason = "running", "output or log moved within the window"
-    return hb, root if quiet and log_stale else None
+    return hb, root if quiet and log_stale else None, None
 
 
 def _sample_cpu(candidates: list[tuple[Heartbeat, int]], stats: dict[int, procfs.ProcStat], sample_s: float,
@@ -137,7 +159,7 @@ def _sample_cpu(candidates: list[tuple[Heartbeat, int]], stats: dict[int, procfs
                          f"no log write for {hang_after_s:g} s")
 
 
-def _run_heartbeat(run: RunRecord, snap: Scan, tmux: Tmux, hang_after_s: float) -> tuple[Heartbeat, int | None]:
+def _run_heartbeat(run: RunRecord, snap: Scan, tmux: Tmux, hang_after_s: float) -> Pending:
     job = read_job(run.job_id) if run.job_id else None
     hb = Heartbeat(state="pane_gone", reason="", pane_id=run.pane_id, run_id=run.run_id,
                    job_id=run.job_id, target=run.target)
@@ -157,24 +179,31 @@ def _run_heartbeat(run: RunRecord, snap: Scan, tmux: Tmux, hang_after_s: float) 
             hb.state, hb.reason = "exited", f"exited ({source}); the pane is gone"
         else:
             hb.reason = "the run's pane no longer exists"
-        return hb, None
+        return hb, None, None
     hb.current_command, hb.target = pane.current_command, pane.target_name
     return _classify(hb, settle_dead_status(tmux, pane), snap, run, job, hang_after_s)
 
 
-def _pane_heartbeat(pane: PaneInfo, snap: Scan, tmux: Tmux, hang_after_s: float) -> tuple[Heartbeat, int | None]:
+def _pane_heartbeat(pane: PaneInfo, snap: Scan, tmux: Tmux, hang_after_s: float) -> Pending:
     hb = Heartbeat(state="running", reason="", pane_id=pane.pane_id, target=pane.target_name,
                    current_command=pane.current_command)
     job_id = pane.job_record.split(":")[0] if pane.job_record else None
     hb.job_id = job_id
     # A live pane's exit code is "the last job's", reported with idle_at_prompt; only a dead pane "exited".
     job = read_job(job_id) if job_id and pane.dead else None
-    return _classify(hb, settle_dead_status(tmux, pane), snap, None, job, hang_after_s)
+    hb, root, look = _classify(hb, settle_dead_status(tmux, pane), snap, None, job, hang_after_s)
+    if hb.state == "idle_at_prompt" and job_id is None:
+        prompt = last_agent_prompt(tmux.key, pane.pane_id)
+        if prompt is not None:
+            hb.state = "exited"
+            hb.reason = (f"the agent TUI that took our last prompt here (audit #{prompt[0]}, {prompt[1]}) has exited: "
+                         "the shell is back at its prompt")
+    return hb, root, look
 
 
 def heartbeat(run_id: str | None = None, target: str | None = None, *, socket_name: str | None = None,
               socket_path: str | None = None, hang_after_s: float = DEFAULT_HANG_AFTER_S,
-              cpu_sample_s: float = DEFAULT_CPU_SAMPLE_S) -> Heartbeat:
+              cpu_sample_s: float = DEFAULT_CPU_SAMPLE_S, agent_sample_s: float = AGENT_SAMPLE_S) -> Heartbeat:
     """The state of one run (by ``run_id``) or one pane (by ``target``), with evidence."""
     if (run_id is None) == (target is None):
         raise PreflightError("run_id/target", (run_id, target), "exactly one of run_id or target")
@@ -184,7 +213,7 @@ def heartbeat(run_id: str | None = None, target: str | None = None, *, socket_na
         run = get_run(run_id)
         tmux = make_tmux(run.socket_name, run.socket_path)
         snap = scan(tmux, only={run.pane_id} if run.pane_id else set())
-        hb, root = _run_heartbeat(run, snap, tmux, hang_after_s)
+        hb, root, look = _run_heartbeat(run, snap, tmux, hang_after_s)
     else:
         assert target is not None
         tmux = make_tmux(socket_name, socket_path)
@@ -193,19 +222,22 @@ def heartbeat(run_id: str | None = None, target: str | None = None, *, socket_na
         pane = snap.panes.get(pane_id or "")
         if pane is None:
             return Heartbeat(state="pane_gone", reason="no such pane on this tmux server", target=target)
-        hb, root = _pane_heartbeat(pane, snap, tmux, hang_after_s)
+        hb, root, look = _pane_heartbeat(pane, snap, tmux, hang_after_s)
     _sample_cpu([(hb, root)] if root else [], snap.stats, cpu_sample_s, hang_after_s)
+    sample_agents(tmux, [look] if look else [], agent_sample_s)
     return hb
 
 
 def heartbeat_all(*, socket_name: str | None = None, socket_path: str | None = None,
                   scope: Literal["panes", "runs"] = "panes", hang_after_s: float = DEFAULT_HANG_AFTER_S,
-                  cpu_sample_s: float = DEFAULT_CPU_SAMPLE_S, run_limit: int = 100) -> HeartbeatReport:
+                  cpu_sample_s: float = DEFAULT_CPU_SAMPLE_S, run_limit: int = 100,
+                  agent_sample_s: float = AGENT_SAMPLE_S) -> HeartbeatReport:
     """Every pane of one server (``scope="panes"``) or every recorded run (``"runs"``), in one sweep."""
     if scope not in ("panes", "runs"):
         raise PreflightError("scope", scope, "panes or runs")
     started = time.monotonic()
-    results: list[tuple[Heartbeat, int | None]] = []
+    results: list[Pending] = []
+    looks: dict[tuple[str | None, str | None], tuple[Tmux, list[AgentLook]]] = {}
     stats: dict[int, procfs.ProcStat] = {}
     pane_count = 0
     if scope == "panes":
@@ -213,6 +245,7 @@ def heartbeat_all(*, socket_name: str | None = None, socket_path: str | None = N
         snap = scan(tmux)
         stats, pane_count = snap.stats, len(snap.panes)
         results = [_pane_heartbeat(pane, snap, tmux, hang_after_s) for pane in snap.panes.values()]
+        looks[(socket_name, socket_path)] = (tmux, [look for _, _, look in results if look])
     else:
         by_server: dict[tuple[str | None, str | None], list[RunRecord]] = {}
         for run in list_runs(run_limit):
@@ -222,7 +255,11 @@ def heartbeat_all(*, socket_name: str | None = None, socket_path: str | None = N
             snap = scan(tmux)
             stats.update(snap.stats)
             pane_count += len(snap.panes)
-            results += [_run_heartbeat(run, snap, tmux, hang_after_s) for run in runs]
-    _sample_cpu([(hb, root) for hb, root in results if root], stats, cpu_sample_s, hang_after_s)
-    return HeartbeatReport(heartbeats=[hb for hb, _ in results], pane_count=pane_count,
+            server = [_run_heartbeat(run, snap, tmux, hang_after_s) for run in runs]
+            looks[(name, path)] = (tmux, [look for _, _, look in server if look])
+            results += server
+    _sample_cpu([(hb, root) for hb, root, _ in results if root], stats, cpu_sample_s, hang_after_s)
+    for tmux, pending in looks.values():  # one sleep for all; see agentbeat.sample_agents
+        sample_agents(tmux, pending, agent_sample_s if pending else 0.0)
+    return HeartbeatReport(heartbeats=[hb for hb, _, _ in results], pane_count=pane_count,
                            scan_ms=round((time.monotonic() - started) * 1000.0, 2))

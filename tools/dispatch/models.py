@@ -30,6 +30,7 @@ class DispatchResult(BaseModel):
     confirm_latency_ms: float | None = Field(default=None, description="from the first Enter to the proof")
     evidence: list[str] = Field(default_factory=list, description="pane lines (and records) behind the status")
     current_command: str | None = Field(default=None, description="what ran in the pane at preflight")
+    profile: str | None = Field(default=None, description="tui mode: the app profile used (auto-detected or named)")
     job_id: str | None = Field(default=None, description="shell mode: the job file's id")
     pid: int | None = Field(default=None, description="shell mode: the wrapper's pid from its start record")
     started_at_epoch_s: float | None = Field(default=None, description="shell mode: start record time")

@@ -14,17 +14,9 @@ import termios
 import time
 from dataclasses import dataclass, field
 
+from gpu_preflight.tools.dispatch.agentview import AgentView, Composer, read_agent_view
 from gpu_preflight.tools.dispatch.paneinfo import PaneInfo, fetch_pane
-from gpu_preflight.tools.dispatch.screen import (
-    Composer,
-    TuiProfile,
-    find_composer,
-    matches,
-    near_composer,
-    shell_input_line,
-    shell_prompt_is_empty,
-    unstyle_lines,
-)
+from gpu_preflight.tools.dispatch.screen import TuiProfile, shell_input_line, shell_prompt_is_empty
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, TmuxError
 
 CANONICAL_LINE_MAX_BYTES = 4095
@@ -40,6 +32,7 @@ class Preflight:
     lines: list[str] = field(default_factory=list)
     composer: Composer | None = None
     busy: bool = False
+    view: AgentView | None = None
 
 
 def _common(tmux: Tmux, pane: PaneInfo | None, cancel_mode: bool) -> tuple[PaneInfo | None, str | None]:
@@ -102,11 +95,15 @@ def canonical_mode(tty_path: str) -> bool | None:
 
 
 def preflight_tui(tmux: Tmux, pane_id: str, *, text: str, profile: TuiProfile, on_busy: str = "refuse",
-                  ready_timeout_s: float = 5.0, cancel_mode: bool = False, poll_s: float = 0.02) -> Preflight:
-    """An agent TUI owns the terminal, shows an empty composer, no dialog, and is idle (or we queue).
+                  ready_timeout_s: float = 5.0, busy_timeout_s: float = 0.0, cancel_mode: bool = False,
+                  poll_s: float = 0.02, busy_settle_s: float = 0.0) -> Preflight:
+    """An agent TUI owns the terminal, shows an empty composer, no dialog, and is idle (or we queue/wait).
 
     Waits up to ``ready_timeout_s`` for the composer to appear: input sent before an app has
-    finished starting is discarded, so an app still booting is waited for, not typed at.
+    finished starting is discarded, so an app still booting is waited for, not typed at. With
+    ``on_busy="wait"`` a busy agent is waited for up to ``busy_timeout_s``. ``busy_settle_s`` > 0 (we
+    submitted here a moment ago): an idle-looking screen is watched that long for the busy marker the
+    app has not drawn yet (Gemini CLI shows its spinner only after a routing request, ~0.2-1 s).
     """
     pane, refusal = _common(tmux, fetch_pane(tmux, pane_id), cancel_mode)
     if pane is None or refusal:
@@ -118,36 +115,52 @@ def preflight_tui(tmux: Tmux, pane_id: str, *, text: str, profile: TuiProfile, o
             refusal=f"the program reads a cooked-mode tty, which truncates a line at {CANONICAL_LINE_MAX_BYTES} "
             f"bytes; the longest line is {longest} bytes",
         )
-    deadline = time.monotonic() + ready_timeout_s
+    started = time.monotonic()
+    deadline = started + ready_timeout_s
     while True:
         try:
-            lines, typed = unstyle_lines(tmux.capture(pane.pane_id, escapes=True))
+            view = read_agent_view(tmux.capture(pane.pane_id, escapes=True), profile, pane.cursor_y)
         except TmuxError:
             return Preflight(pane=pane, refusal="pane vanished during preflight")
-        composer = find_composer(lines, profile, typed)
-        dialog = matches(profile.dialog_regex, near_composer(lines, composer))
-        if dialog is not None:
-            return Preflight(pane=pane, lines=lines, refusal=f"a dialog is open: {dialog.strip()!r}")
+        lines, composer = view.lines, view.composer
+        if view.dialog is not None:
+            return Preflight(pane=pane, lines=lines, view=view, refusal=f"a dialog is open: {view.dialog!r}")
         if composer is not None and not composer.empty:
             return Preflight(
-                pane=pane, lines=lines, composer=composer,
+                pane=pane, lines=lines, composer=composer, view=view,
                 refusal=f"the input line already holds text we did not type: {composer.text[:80]!r}",
             )
-        if composer is not None and not pane.shell_in_foreground:
+        waiting = view.busy_line is not None and on_busy == "wait" and time.monotonic() < started + busy_timeout_s
+        if composer is not None and not pane.shell_in_foreground and not waiting and not view.starting:
             break
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline and not waiting:
             if pane.shell_in_foreground:
                 return Preflight(pane=pane, lines=lines,
                                  refusal=f"pane runs an idle shell ({pane.current_command}); use mode='shell'")
+            what = "the app is still starting" if view.starting else "no input line found"
             return Preflight(
                 pane=pane, lines=lines,
-                refusal=f"no input line found after {ready_timeout_s:g} s (app still starting, or profile "
+                refusal=f"{what} after {ready_timeout_s:g} s (app still starting, or profile "
                 f"{profile.name!r} does not fit {pane.current_command!r})",
             )
         time.sleep(poll_s)
         pane = fetch_pane(tmux, pane_id) or pane
-    busy_line = matches(profile.busy_regex, lines)
+    settle_until = time.monotonic() + busy_settle_s
+    while view.busy_line is None and time.monotonic() < settle_until:
+        time.sleep(poll_s)
+        try:
+            later = read_agent_view(tmux.capture(pane.pane_id, escapes=True), profile, pane.cursor_y)
+        except TmuxError:
+            return Preflight(pane=pane, refusal="pane vanished during preflight")
+        if later.busy_line is not None or later.dialog is not None or not (later.composer and later.composer.empty):
+            return preflight_tui(tmux, pane_id, text=text, profile=profile, on_busy=on_busy,
+                                 ready_timeout_s=ready_timeout_s, busy_timeout_s=busy_timeout_s,
+                                 cancel_mode=cancel_mode, poll_s=poll_s)
+    busy_line = view.busy_line
     if busy_line is not None and on_busy == "refuse":
-        return Preflight(pane=pane, lines=lines, composer=composer,
-                         refusal=f"the agent is busy ({busy_line.strip()!r}); pass on_busy='queue' to queue")
-    return Preflight(pane=pane, lines=lines, composer=composer, busy=busy_line is not None)
+        return Preflight(pane=pane, lines=lines, composer=composer, view=view,
+                         refusal=f"the agent is busy ({busy_line!r}); pass on_busy='wait' or 'queue'")
+    if busy_line is not None and on_busy == "wait":
+        return Preflight(pane=pane, lines=lines, composer=composer, view=view,
+                         refusal=f"the agent was still busy after {busy_timeout_s:g} s ({busy_line!r})")
+    return Preflight(pane=pane, lines=lines, composer=composer, busy=busy_line is not None, view=view)

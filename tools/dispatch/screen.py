@@ -19,29 +19,60 @@ NEEDLE_CHARS = 40
 
 
 class TuiProfile(BaseModel):
-    """How one agent TUI draws its input line; the defaults fit Claude Code, Codex and Gemini CLI."""
+    """How one agent TUI draws its composer, busy state, queue and dialogs.
+
+    The defaults (``generic``) accept every app we know; :mod:`.profiles` holds the per-app ones
+    fitted to the real Claude Code, Codex and Gemini CLI screens.
+    """
 
     name: str = "generic"
     prompt_regex: str = Field(
-        default=r"^\s*[│┃|]?\s*(?:>|\u276f|\u203a|\*)(?: |$)",
+        # \s, not a space: Claude Code draws U+00A0 after its glyph in the live composer.
+        default=r"^\s*[│┃|]?\s*(?:>|\u276f|\u203a|\*)(?:\s|$)",
         description="start of the composer's first line (the prompt glyph)",
     )
-    divider_regex: str = Field(default=r"^\s*[─━═╌╍-]{8,}\s*$", description="line that ends the composer")
+    divider_regex: str = Field(default=r"^\s*[─━═╌╍▄▀▔▁-]{8,}\s*$", description="line that ends the composer")
+    footer_regex: str | None = Field(
+        default=r"\? for shortcuts|for agents|tab to queue|^\s*workspace \(|^\s*\S+ (?:default|low|medium|high)"
+        r"(?: · |$)|mode on\b|accept edits|esc to interrupt|esc to cancel",
+        description="a footer line below the composer: ends the composer region",
+    )
+    ends_at_blank: bool = Field(default=True, description="a blank line ends the composer (no rule under it)")
+    placeholder_regex: str | None = Field(
+        default=r"Ask Codex to do anything|Type your message or @path/to/file|Press up to edit queued messages"
+        r"|Try \"[^\"]*\"",
+        description="composer text that is the app's placeholder, not a draft (matched against the whole text)",
+    )
     frame_chars: str = Field(default="│┃╭╮╰╯", description="box characters drawn around the composer")
     busy_regex: str | None = Field(
-        default=r"esc to interrupt|ctrl\+c to interrupt|esc to cancel",
-        description="marker the agent shows while it works",
+        default=r"esc to interrupt|ctrl\+c to interrupt|esc to cancel|tab to queue message"
+        r"|^\s*[·✢✳✶✻✽*]\s\S[^…]{0,60}…",
+        description="marker the agent shows while it works (status line, spinner line)",
     )
-    queued_regex: str | None = Field(default=r"queued message|[Qq]ueued", description="message-queued marker")
+    queued_regex: str | None = Field(
+        default=r"Queued · |Queued \(press|queued message", description="the app's own note that a message is queued"
+    )
     dialog_regex: str | None = Field(
-        default=r"\(y/n\)|\[y/N\]|\[Y/n\]|Do you want to proceed|Do you trust|Allow this",
+        default=r"\(y/n\)|\[y/N\]|\[Y/n\]|Do you want to proceed|Do you trust|Allow this|Select [Mm]odel"
+        r"|default permission mode\?|Allow execution|Apply this change\?",
         description="an open question or permission dialog: never type into it",
     )
-    paste_marker_regex: str = Field(default=r"\[Pasted text #\d+[^\]]*\]", description="placeholder for big pastes")
+    paste_marker_regex: str = Field(
+        # Claude "[Pasted text #1 +35 lines]", Codex "[Pasted Content 3079 chars]", Gemini "[Pasted Text: 40 lines]"
+        default=r"\[Pasted (?:[Tt]ext(?: #|: )\d+|[Cc]ontent \d+)[^\]]*\]", description="placeholder for big pastes"
+    )
     require_busy_marker: bool = Field(default=False, description="confirm only once the busy marker appeared")
     bracketed_paste: bool | None = Field(
         default=None, description="app frames pastes; None = unknown (add the typed-text quiet margin)"
     )
+    turn_end_regex: str | None = Field(
+        default=None, description="the line an app draws when a turn ends; a turn on screen without it is running"
+    )
+    ready_regex: str | None = Field(
+        default=None, description="a line at or below the composer that shows the app finished starting"
+    )
+    has_queue: bool = Field(default=True, description="Enter while busy queues the prompt (Claude Code, Gemini)")
+    sends_mid_turn: bool = Field(default=False, description="Enter while busy sends into the running turn (Codex)")
 
 
 def compact(text: str) -> str:
@@ -79,24 +110,25 @@ class Needle:
         return (bool(self.head) and self.head in body) or (bool(self.tail) and self.tail in body)
 
 
-@dataclass(frozen=True)
-class Composer:
-    """The composer region of an agent screen: its text (prompt glyph removed) and line numbers."""
-
-    text: str
-    first_line: int
-    last_line: int
-
-    @property
-    def empty(self) -> bool:
-        return compact(self.text) == ""
-
-
 _ESCAPE = re.compile(r"\x1b\[([0-9;:?]*)([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b.")
 
 
+def _grey_256(index: int) -> bool:
+    """Palette 8 (bright black) or the grey ramp 240-250: placeholder greys, not typed text."""
+    return index == 8 or 240 <= index <= 250
+
+
+def _grey_rgb(red: int, green: int, blue: int) -> bool:
+    """A mid grey in truecolor (Gemini draws its placeholder so); typed text is white or a hue."""
+    return max(red, green, blue) - min(red, green, blue) <= 24 and 64 <= red <= 200
+
+
 def _ghost_after(params: str, ghost: bool) -> bool:
-    """Faint (SGR 2) or bright-black text is a placeholder or suggestion, not typed input."""
+    """Faint (SGR 2) or grey text, in any colour model, is a placeholder or suggestion, not typed input.
+
+    Measured on the real apps: Codex draws its placeholder faint (``2``); Gemini CLI draws it in
+    256-colour grey ``38;5;248`` (or a truecolor grey) and typed text in white.
+    """
     codes = [int(part) if part.isdigit() else 0 for part in re.split(r"[;:]", params)] if params else [0]
     index = 0
     while index < len(codes):
@@ -106,9 +138,12 @@ def _ghost_after(params: str, ghost: bool) -> bool:
         elif code in (0, 22, 39):
             ghost = False
         elif code in (38, 48):
-            if code == 38:
-                ghost = len(codes) > index + 2 and codes[index + 1] == 5 and codes[index + 2] == 8
-            index += 2 if len(codes) > index + 1 and codes[index + 1] == 5 else 4
+            mode = codes[index + 1] if len(codes) > index + 1 else 0
+            if code == 38 and mode == 5 and len(codes) > index + 2:
+                ghost = _grey_256(codes[index + 2])
+            elif code == 38 and mode == 2 and len(codes) > index + 4:
+                ghost = _grey_rgb(codes[index + 2], codes[index + 3], codes[index + 4])
+            index += 2 if mode == 5 else 4
         elif 30 <= code <= 37 or 91 <= code <= 97:
             ghost = False
         index += 1
@@ -143,36 +178,6 @@ def unstyle(line: str) -> tuple[str, str]:
 def unstyle_lines(lines: list[str]) -> tuple[list[str], list[str]]:
     pairs = [unstyle(line) for line in lines]
     return [plain for plain, _ in pairs], [typed for _, typed in pairs]
-
-
-def find_composer(lines: list[str], profile: TuiProfile, typed_lines: list[str] | None = None) -> Composer | None:
-    """The LAST line matching the prompt glyph, plus its continuation lines up to a divider.
-
-    Last, because agents echo submitted prompts into the history with the same glyph (``> hi``);
-    the live composer is the one nearest the bottom. With ``typed_lines`` (ghost text removed,
-    same line numbers) the composer's text is read from those.
-    """
-    prompt = re.compile(profile.prompt_regex)
-    divider = re.compile(profile.divider_regex)
-    start = next((i for i in range(len(lines) - 1, -1, -1) if prompt.match(lines[i])), None)
-    if start is None:
-        return None
-    end = start
-    while end + 1 < len(lines) and not divider.match(lines[end + 1]):
-        end += 1
-    source = typed_lines if typed_lines is not None and len(typed_lines) == len(lines) else lines
-    body = [prompt.sub("", source[start], count=1), *source[start + 1 : end + 1]]
-    strip = str.maketrans("", "", profile.frame_chars)
-    text = "\n".join(line.translate(strip).rstrip() for line in body).strip("\n")
-    return Composer(text=text, first_line=start, last_line=end)
-
-
-def near_composer(lines: list[str], composer: Composer | None, above: int = 2) -> list[str]:
-    """The composer, the few lines just above it and everything below: where a dialog or a
-    queued-message note would be drawn. History further up is not looked at."""
-    if composer is None:
-        return lines
-    return lines[max(0, composer.first_line - above) :]
 
 
 def count_markers(text: str, pattern: str) -> int:

@@ -18,22 +18,17 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from gpu_preflight.tools.dispatch.agentview import AgentView, Composer, queued_note_for, read_agent_view
 from gpu_preflight.tools.dispatch.models import DispatchResult, DispatchStatus, tail_lines
 from gpu_preflight.tools.dispatch.preflight_pane import preflight_tui
-from gpu_preflight.tools.dispatch.screen import (
-    Composer,
-    Needle,
-    TuiProfile,
-    compact,
-    count_markers,
-    find_composer,
-    matches,
-    near_composer,
-    unstyle_lines,
-)
+from gpu_preflight.tools.dispatch.screen import Needle, TuiProfile, compact, count_markers
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, TmuxError
 
 Delivery = Literal["auto", "paste", "type"]
+OnBusy = Literal["refuse", "queue", "wait"]
+ON_BUSY: tuple[OnBusy, ...] = ("refuse", "queue", "wait")
+QUEUED_NOTE_WAIT_S = 1.0
+"""How long after a busy-time submit we look for the app's own queued note before calling it taken."""
 TYPE_MAX_CHARS = 1000
 """Above this (or with a newline or a trailing ';') text goes through the paste buffer."""
 
@@ -66,13 +61,22 @@ class _Session:
         self.enters = 0
         self.busy_seen = False
         self.composer: Composer | None = None
+        self.view: AgentView | None = None
 
     def look(self) -> Composer | None:
-        self.lines, typed = unstyle_lines(self.tmux.capture(self.pane_id, escapes=True))
-        if matches(self.profile.busy_regex, self.lines) is not None:
+        cursor_y: int | None = None
+        if self.profile.ends_at_blank:  # a draft with an empty line: the cursor says where the composer ends
+            cursor = self.tmux.display(self.pane_id, "#{cursor_y}").strip()
+            cursor_y = int(cursor) if cursor.isdigit() else None
+        self.view = read_agent_view(self.tmux.capture(self.pane_id, escapes=True), self.profile, cursor_y)
+        self.lines = self.view.lines
+        if self.view.busy_line is not None:
             self.busy_seen = True
-        self.composer = find_composer(self.lines, self.profile, typed)
+        self.composer = self.view.composer
         return self.composer
+
+    def queued_note(self) -> str | None:
+        return queued_note_for(self.lines, self.composer, self.profile, self.needle.head)
 
     def markers(self, composer: Composer | None) -> int:
         return count_markers(composer.text, self.profile.paste_marker_regex) if composer else 0
@@ -139,20 +143,28 @@ def dispatch_tui(
     started_s: float,
     profile: TuiProfile | None = None,
     delivery: Delivery = "auto",
-    on_busy: Literal["refuse", "queue"] = "refuse",
+    on_busy: OnBusy = "refuse",
+    busy_timeout_s: float = 0.0,
     cancel_mode: bool = False,
     timing: TuiTiming | None = None,
+    busy_settle_s: float = 0.0,
 ) -> DispatchResult:
-    """Submit ``text`` (already sanitised) to the agent TUI in ``pane_id``, with proof."""
+    """Submit ``text`` (already sanitised) to the agent TUI in ``pane_id``, with proof.
+
+    A busy agent: ``refuse`` types nothing; ``wait`` waits up to ``busy_timeout_s`` for it to be idle,
+    then submits; ``queue`` submits into the app's own queue and says ``queued`` only when the app shows
+    our prompt queued (an app that sends mid-turn, Codex, is reported as such)."""
     profile = profile or TuiProfile()
     timing = timing or TuiTiming()
     text = text.rstrip("\n")  # a trailing newline inside a paste is text, never a submit
     timings: dict[str, float] = {}
-    pf = preflight_tui(tmux, pane_id, text=text, profile=profile, on_busy=on_busy,
-                       ready_timeout_s=timing.ready_timeout_s, cancel_mode=cancel_mode, poll_s=timing.poll_s)
+    pf = preflight_tui(tmux, pane_id, text=text, profile=profile, on_busy=on_busy, busy_timeout_s=busy_timeout_s,
+                       ready_timeout_s=timing.ready_timeout_s, cancel_mode=cancel_mode, poll_s=timing.poll_s,
+                       busy_settle_s=busy_settle_s)
     timings["preflight"] = _ms(time.monotonic() - started_s)
     base = DispatchResult(status="refused", reason="", target=target, pane_id=pane_id, mode="tui",
-                          current_command=pf.pane.current_command if pf.pane else None, timings_ms=timings)
+                          current_command=pf.pane.current_command if pf.pane else None, timings_ms=timings,
+                          profile=profile.name)
     if pf.refusal is not None:
         return base.model_copy(update={"reason": pf.refusal, "evidence": tail_lines(pf.lines),
                                        "latency_ms": _ms(time.monotonic() - started_s)})
@@ -160,9 +172,8 @@ def dispatch_tui(
     baseline = run.markers(pf.composer)
     try:
         status, reason, confirmed_s, first_enter_s = _deliver_and_submit(run, baseline, delivery, timings, started_s)
-        queued_note = matches(profile.queued_regex, near_composer(run.lines, run.composer))
-        if status == "submitted" and (pf.busy or queued_note is not None):
-            status, reason = "queued", reason + "; the agent was busy, so it queued the prompt"
+        if status == "submitted" and pf.busy:
+            status, reason = _busy_outcome(run, reason)
     except TmuxError as exc:
         status, reason, confirmed_s, first_enter_s = "lost", f"tmux failed: {exc.stderr}", None, None
     evidence = tail_lines(run.lines, 8)
@@ -171,6 +182,22 @@ def dispatch_tui(
         "latency_ms": _ms(time.monotonic() - started_s),
         "confirm_latency_ms": _ms(confirmed_s - first_enter_s) if confirmed_s and first_enter_s else None,
     })
+
+
+def _busy_outcome(run: _Session, reason: str) -> tuple[DispatchStatus, str]:
+    """What a submit into a busy agent became: queued (the app shows it), sent mid-turn, or taken."""
+    if run.profile.sends_mid_turn:
+        return "submitted", (f"{reason}; the agent was busy and {run.profile.name} sends a prompt into the running "
+                             "turn (no queue on Enter)")
+    deadline = time.monotonic() + QUEUED_NOTE_WAIT_S
+    while True:
+        note = run.queued_note()
+        if note is not None:
+            return "queued", f"{reason}; the app shows it queued ({note!r})"
+        if time.monotonic() >= deadline:
+            return "submitted", f"{reason}; the agent was busy but shows no queued note: its turn ended, it took ours"
+        time.sleep(run.timing.poll_s * 5)
+        run.look()
 
 
 def _deliver_and_submit(run: _Session, baseline: int, delivery: Delivery, timings: dict[str, float],
