@@ -7,6 +7,9 @@ server; an app that cannot be installed skips with the reason (``.ci/install-age
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -14,6 +17,7 @@ from realapps.fixtures import Harness
 
 from gpu_preflight.tools.dispatch import DispatchResult, dispatch, heartbeat, wait_idle
 
+CLI = [sys.executable, "-m", "gpu_preflight.server"]
 SLOW = "\n\n".join(f"{a} {b} is line {i}." for i, (a, b) in enumerate(
     [("amber", "basalt"), ("cobalt", "dune"), ("ember", "fjord"), ("garnet", "harbor"), ("indigo", "juniper")]))
 PROMPTS = [
@@ -121,6 +125,26 @@ def test_a_selection_dialog_is_refused_by_name_and_reported_waiting(harness: Har
         app.tmux("send-keys", "-t", app.pane_id, "Escape")
     settle(harness)
     assert len(harness.server.received_texts()) == before
+
+
+def test_the_cli_dispatches_then_waits_for_the_answer(harness: Harness) -> None:
+    """What a user (or an orchestrating agent without MCP) runs: dispatch, wait-idle, read the answer."""
+    app, server = harness.app, harness.server
+    settle(harness)
+    before = len(server.received_texts())
+    server.script(reply_text=SLOW)
+    try:
+        sent = subprocess.run([*CLI, "dispatch", app.pane_id, "from the command line", "--mode", "tui", "-L",
+                               app.socket_name, "--json"], capture_output=True, text=True, timeout=60, check=False)
+        assert sent.returncode == 0 and json.loads(sent.stdout)["status"] == "submitted", sent.stdout + sent.stderr
+        waited = subprocess.run([*CLI, "wait-idle", app.pane_id, "--timeout-s", "60", "-L", app.socket_name,
+                                 "--json"], capture_output=True, text=True, timeout=90, check=False)
+        result = json.loads(waited.stdout)
+        assert waited.returncode == 0 and result["idle"] and result["agent"] == app.spec.name, result
+        assert any("indigo juniper" in line for line in result["answer_tail"]), result
+        assert received_after(harness, before, 1) == ["from the command line"]
+    finally:
+        server.script()
 
 
 def test_exited_agent_is_reported_exited(harness: Harness) -> None:
