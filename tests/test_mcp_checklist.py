@@ -69,7 +69,8 @@ async def test_tools_are_listed_with_honest_annotations(mcp_client: Client) -> N
         tool = tools[name]
         hints = tool.annotations
         assert hints is not None and tool.output_schema is not None and tool.description
-        assert (hints.read_only_hint, hints.destructive_hint, hints.open_world_hint) == (read_only, False, False)
+        assert (hints.read_only_hint, hints.open_world_hint) == (read_only, False)
+        assert hints.destructive_hint is (None if read_only else False)  # the spec reads it for writers only
     assert tools["checklist_start"].input_schema["properties"]["policy"]["enum"] == ["pre-estimate", "run-calibrated"]
     assert tools["gate_check"].input_schema["properties"]["kind"]["enum"] == ["probe", "full"]
     assert tools["checklist_record"].input_schema["required"] == ["checklist_id", "item", "evidence"]

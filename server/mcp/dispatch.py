@@ -33,8 +33,10 @@ from gpu_preflight.tools.dispatch import (
 )
 
 Target = Annotated[str, Field(min_length=1, max_length=200, description="tmux pane: 'session:window.pane' or '%id'.")]
-SocketName = Annotated[str | None, Field(default=None, max_length=200, description="tmux -L socket name.")]
-SocketPath = Annotated[str | None, Field(default=None, max_length=1000, description="tmux -S socket path.")]
+# The names say it (tmux -L / -S, as the module and agents.md explain); a description on each of the six tools
+# that take them would cost ~500 bytes of every session's tools/list.
+SocketName = Annotated[str | None, Field(default=None, max_length=200)]
+SocketPath = Annotated[str | None, Field(default=None, max_length=1000)]
 
 
 class PaneList(BaseModel):
@@ -71,20 +73,17 @@ def register(mcp: MCPServer) -> None:
     @mcp.tool(name="dispatch", annotations=SENDS_KEYS)
     async def dispatch_tool(
         target: Target,
-        text: Annotated[str, Field(min_length=1, max_length=100_000, description="Command or prompt to submit.")],
+        text: Annotated[str, Field(min_length=1, max_length=100_000)],
         ctx: Context,
-        mode: Annotated[Literal["shell", "tui"],
-                        Field(description="shell: run as a job; tui: agent prompt.")] = "shell",
-        profile: Annotated[Literal["auto", "generic", "claude", "codex", "gemini"],
-                           Field(description="tui: the agent app; auto reads the pane's process.")] = "auto",
-        on_busy: Annotated[Literal["refuse", "queue", "wait"],
-                           Field(description="tui, agent busy: refuse, queue (app's own queue), wait.")] = "refuse",
-        busy_timeout_s: Annotated[float, Field(ge=0, le=3600, description="on_busy=wait: max seconds.")] = 300.0,
+        mode: Literal["shell", "tui"] = "shell",
+        profile: Literal["auto", "generic", "claude", "codex", "gemini"] = "auto",
+        on_busy: Literal["refuse", "queue", "wait"] = "refuse",
+        busy_timeout_s: Annotated[float, Field(ge=0, le=3600)] = 300.0,
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, DispatchResult]:
-        """Send a command (shell) or an agent prompt (tui) into a tmux pane and prove it started:
-        submitted/queued/unconfirmed/refused/lost, Enter count, latency, evidence lines."""
+        """Send a command (shell) or agent prompt (tui) into a tmux pane and prove it started; tui: on_busy
+        says what to do while the agent works."""
         await ctx.report_progress(0, 1, f"dispatching to {target}")
         with tool_errors():
             d = await anyio.to_thread.run_sync(
@@ -124,8 +123,8 @@ def register(mcp: MCPServer) -> None:
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, Heartbeat]:
-        """Run (run_id) or pane (target): running, idle_at_prompt, exited, hung, waiting_for_input, pane_gone;
-        an agent pane: idle, working, waiting_for_input (dialog), exited."""
+        """Run (run_id) or pane (target) state, with evidence; agent panes: idle/working/waiting_for_input
+        (dialog)/exited."""
         with tool_errors():
             hb = heartbeat(run_id, target, socket_name=socket_name, socket_path=socket_path)
         return result(hb, f"**{hb.state}**: {hb.reason}")
@@ -134,12 +133,12 @@ def register(mcp: MCPServer) -> None:
     async def wait_idle_tool(
         target: Target,
         ctx: Context,
-        timeout_s: Annotated[float, Field(gt=0, le=3600, description="Give up after this many seconds.")] = 600.0,
+        timeout_s: Annotated[float, Field(gt=0, le=3600)] = 600.0,
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, WaitIdleResult]:
-        """Wait until the agent in a pane finished its turn (or a dialog opens, or it exits); returns the
-        end of its answer (answer_tail). Use after dispatch(mode='tui')."""
+        """After dispatch(mode='tui'): wait for the agent's turn to end (or a dialog, or exit);
+        answer_tail ends its answer."""
         await ctx.report_progress(0, 1, f"waiting for {target} to be idle")
         with tool_errors():
             w = await anyio.to_thread.run_sync(
@@ -149,7 +148,7 @@ def register(mcp: MCPServer) -> None:
 
     @mcp.tool(name="heartbeat_all", annotations=READ_ONLY)
     def heartbeat_all_tool(
-        scope: Annotated[Literal["panes", "runs"], Field(description="Every pane, or every recorded run.")] = "panes",
+        scope: Literal["panes", "runs"] = "panes",
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, HeartbeatReport]:
@@ -180,7 +179,7 @@ def register(mcp: MCPServer) -> None:
     @mcp.tool(name="list_panes", annotations=READ_ONLY)
     def list_panes_tool(socket_name: SocketName = None, socket_path: SocketPath = None
                         ) -> Annotated[CallToolResult, PaneList]:
-        """The panes of a tmux server: target, command, dead/mode/input state, activity."""
+        """Panes of a tmux server: target, command, dead/mode/input state, activity."""
         with tool_errors():
             panes = list_pane_infos(socket_name, socket_path)
         md = table(["target", "id", "command", "dead", "mode"],

@@ -43,8 +43,8 @@ def register(mcp: MCPServer) -> None:
     def estimate_memory(
         spec: SpecArg, gpu: GpuArg, checklist_id: ChecklistArg = None
     ) -> Annotated[CallToolResult, MemoryAnswer]:
-        """VRAM, host RAM, disk and network fit (playbook 1.1-1.3): refined peak_gb, the playbook's
-        required_gb, a pass/high_oom_risk/fail verdict, breakdown and advice."""
+        """VRAM, host RAM, disk and network fit (playbook 1.1-1.3): peak_gb, the playbook's required_gb,
+        verdict, breakdown, advice."""
         with tool_errors():
             e = estimate_run(spec, gpu)
             _attach(checklist_id, spec, e, "estimate_memory")
