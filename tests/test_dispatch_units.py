@@ -106,3 +106,13 @@ def test_profiles_by_name() -> None:
     assert get_profile("codex").name == "codex"
     with pytest.raises(PreflightError):
         get_profile("nope")
+
+
+def test_a_composer_in_a_rounded_box_is_read_without_its_frame() -> None:
+    """Older Claude Code versions drew the composer in a box: the frame is neither draft nor text."""
+    box = ["\u256d" + "\u2500" * 40 + "\u256e", "\u2502 > fix the failing test" + " " * 17 + "\u2502",
+           "\u2502   and run it again" + " " * 21 + "\u2502", "\u2570" + "\u2500" * 40 + "\u256f", "  ? for shortcuts"]
+    composer = find_composer(box, TuiProfile())
+    assert composer is not None and composer.text.split() == "fix the failing test and run it again".split()
+    empty = find_composer([box[0], "\u2502 >" + " " * 38 + "\u2502", box[3]], TuiProfile())
+    assert empty is not None and empty.empty

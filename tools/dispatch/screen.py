@@ -31,7 +31,10 @@ class TuiProfile(BaseModel):
         default=r"^\s*[│┃|]?\s*(?:>|\u276f|\u203a|\*)(?:\s|$)",
         description="start of the composer's first line (the prompt glyph)",
     )
-    divider_regex: str = Field(default=r"^\s*[─━═╌╍▄▀▔▁-]{8,}\s*$", description="line that ends the composer")
+    divider_regex: str = Field(
+        # a rule, Gemini's ▄▄/▀▀ frame rows, Claude's ▔▔ dialog top, or a box's top/bottom (older Claude Code)
+        default=r"^\s*[╭╰┌└]?[─━═╌╍▄▀▔▁-]{8,}[╮╯┐┘]?\s*$", description="line that ends the composer"
+    )
     footer_regex: str | None = Field(
         default=r"\? for shortcuts|for agents|tab to queue|^\s*workspace \(|^\s*\S+ (?:default|low|medium|high)"
         r"(?: · |$)|mode on\b|accept edits|esc to interrupt|esc to cancel",
