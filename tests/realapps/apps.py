@@ -39,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import libtmux
+
 from .install import binary_path, ensure_installed
 from .model_server import ModelServer
 
@@ -327,16 +329,20 @@ def start_app(app: str, server: ModelServer, tmux_socket_name: str, workdir: Pat
     command = "exec env -i TERM=\"$TERM\" TMUX=\"$TMUX\" " + " ".join(
         shlex.quote(f"{k}={v}") for k, v in env.items()) + " " + shlex.join(argv)
     session, channel = f"{app}-{uuid.uuid4().hex[:6]}", f"go-{uuid.uuid4().hex[:8]}"
-    # The app waits on a channel until the session has no status line and is exactly width x height.
-    out = _tmux(tmux_socket_name, "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height),
-                "-c", str(workdir), "-P", "-F", "#{pane_id} #{pane_pid}", f"tmux wait-for {channel}; {command}")
-    pane_id, pid = out.split()
-    running = RunningApp(spec, tmux_socket_name, session, pane_id, int(pid), home, workdir, _home_tmp=home_tmp)
+    # libtmux's object model builds the session; the app waits on a channel until the session has no
+    # status line and is exactly width x height (keys and captures go through plain tmux calls below).
+    tmux_server = libtmux.Server(socket_name=tmux_socket_name, config_file="/dev/null")
+    made = tmux_server.new_session(session_name=session, start_directory=str(workdir), x=width, y=height,
+                              window_command=f"tmux wait-for {channel}; {command}")
+    pane = made.active_window.active_pane
+    assert pane is not None and pane.pane_id is not None and pane.pane_pid is not None
+    running = RunningApp(spec, tmux_socket_name, session, pane.pane_id, int(pane.pane_pid), home, workdir,
+                         _home_tmp=home_tmp)
     try:
-        _tmux(tmux_socket_name, "set-option", "-t", session, "status", "off")
-        _tmux(tmux_socket_name, "resize-window", "-t", session, "-x", str(width), "-y", str(height))
+        made.set_option("status", "off")
+        made.active_window.resize(width=width, height=height)
         started = time.monotonic()
-        _tmux(tmux_socket_name, "wait-for", "-S", channel)
+        tmux_server.cmd("wait-for", "-S", channel)
         running.wait_idle(boot_timeout_s)
     except BaseException:
         print(running.screen() if _alive(running.pid) else f"{app} exited")

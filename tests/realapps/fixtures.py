@@ -4,12 +4,12 @@ module and app, each against its own scripted model server, in a private tmux se
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import libtmux
 import pytest
 
 from realapps.apps import RunningApp, start_app
@@ -29,8 +29,10 @@ def tmux_socket() -> Iterator[str]:
     """A private tmux server's socket name (the server starts with the first app); killed at the end."""
     name = f"pfreal-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     yield name
-    subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True, timeout=10, check=False)
-    Path(f"/tmp/tmux-{os.getuid()}/{name}").unlink(missing_ok=True)
+    server = libtmux.Server(socket_name=name)
+    if server.is_alive():
+        server.kill()
+    Path(f"/tmp/tmux-{os.getuid()}/{name}").unlink(missing_ok=True)  # tmux 3.3a leaves the socket file
 
 
 @pytest.fixture(scope="module", params=APPS)
