@@ -91,18 +91,19 @@ def list_audit(limit: int = 50, pane_id: str | None = None) -> list[AuditEntry]:
     return entries
 
 
-def last_agent_prompt(server_key: str, pane_id: str) -> tuple[int, str] | None:
-    """(audit id, time) of the newest dispatch into this pane when it was an agent prompt that went in.
+def last_agent_prompt(server_key: str, pane_id: str) -> tuple[int, str, list[str]] | None:
+    """(audit id, time, screen lines at the proof) of the newest dispatch into this pane when it was an
+    agent prompt that went in.
 
     The heartbeat's memory of what ran in a pane: an agent TUI started from a shell leaves no trace once it
     exits (the shell is back at its prompt), but our own record says a prompt was submitted to one there.
     """
     conn = open_db()
     try:
-        row = conn.execute("SELECT id, created_at, mode, status FROM dispatch_audit WHERE server_key = ? AND "
-                           "pane_id = ? ORDER BY id DESC LIMIT 1", (server_key, pane_id)).fetchone()
+        row = conn.execute("SELECT id, created_at, mode, status, evidence_json FROM dispatch_audit WHERE "
+                           "server_key = ? AND pane_id = ? ORDER BY id DESC LIMIT 1", (server_key, pane_id)).fetchone()
     finally:
         conn.close()
     if row is None or row["mode"] != "tui" or row["status"] not in ("submitted", "queued"):
         return None
-    return int(row["id"]), str(row["created_at"])
+    return int(row["id"]), str(row["created_at"]), list(json.loads(row["evidence_json"]))

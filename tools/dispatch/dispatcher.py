@@ -42,16 +42,16 @@ def _pane_pids(tmux: Tmux, pane_id: str) -> list[int]:
 
 
 RECENT_SUBMIT_S = 2.0
-"""A prompt submitted here this recently may not show its busy marker yet: look a moment longer."""
-BUSY_SETTLE_S = 1.0
+"""A prompt submitted here this recently may not show its busy marker yet: look a moment longer,
+but only while the screen is still exactly as it was at that submit's proof (the app has not reacted)."""
 
 
-def _busy_settle_s(server_key: str, pane_id: str) -> float:
+def _screen_at_last_submit(server_key: str, pane_id: str) -> list[str] | None:
     last = last_agent_prompt(server_key, pane_id)
     if last is None:
-        return 0.0
+        return None
     age_s = (datetime.now(UTC) - datetime.fromisoformat(last[1])).total_seconds()
-    return BUSY_SETTLE_S if 0 <= age_s < RECENT_SUBMIT_S else 0.0
+    return last[2] if 0 <= age_s < RECENT_SUBMIT_S else None
 
 
 def dispatch(
@@ -123,7 +123,7 @@ def dispatch(
                     result = dispatch_tui(tmux, pane_id, clean, target=target, started_s=started_s,
                                           profile=tui_profile, delivery=delivery, on_busy=on_busy,
                                           busy_timeout_s=busy_timeout_s, cancel_mode=cancel_mode, timing=tui_timing,
-                                          busy_settle_s=_busy_settle_s(tmux.key, pane_id))
+                                          unchanged_since=_screen_at_last_submit(tmux.key, pane_id))
                 result.timings_ms["lock_wait"] = round(waited_s * 1000.0, 2)
         except PaneBusy as exc:
             result = DispatchResult(status="refused", reason=str(exc), target=target, pane_id=pane_id, mode=mode)

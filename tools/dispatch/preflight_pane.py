@@ -15,10 +15,13 @@ import time
 from dataclasses import dataclass, field
 
 from gpu_preflight.tools.dispatch.agentview import AgentView, Composer, read_agent_view
+from gpu_preflight.tools.dispatch.models import tail_lines
 from gpu_preflight.tools.dispatch.paneinfo import PaneInfo, fetch_pane
 from gpu_preflight.tools.dispatch.screen import TuiProfile, shell_input_line, shell_prompt_is_empty
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, TmuxError
 
+BUSY_SETTLE_S = 1.0
+"""Longest wait for a busy marker right after our own submit (measured: Gemini CLI 0.2-1 s)."""
 CANONICAL_LINE_MAX_BYTES = 4095
 """A cooked-mode tty keeps at most 4095 bytes of one line and silently drops the rest."""
 
@@ -96,14 +99,16 @@ def canonical_mode(tty_path: str) -> bool | None:
 
 def preflight_tui(tmux: Tmux, pane_id: str, *, text: str, profile: TuiProfile, on_busy: str = "refuse",
                   ready_timeout_s: float = 5.0, busy_timeout_s: float = 0.0, cancel_mode: bool = False,
-                  poll_s: float = 0.02, busy_settle_s: float = 0.0) -> Preflight:
+                  poll_s: float = 0.02, unchanged_since: list[str] | None = None) -> Preflight:
     """An agent TUI owns the terminal, shows an empty composer, no dialog, and is idle (or we queue/wait).
 
     Waits up to ``ready_timeout_s`` for the composer to appear: input sent before an app has
     finished starting is discarded, so an app still booting is waited for, not typed at. With
-    ``on_busy="wait"`` a busy agent is waited for up to ``busy_timeout_s``. ``busy_settle_s`` > 0 (we
-    submitted here a moment ago): an idle-looking screen is watched that long for the busy marker the
-    app has not drawn yet (Gemini CLI shows its spinner only after a routing request, ~0.2-1 s).
+    ``on_busy="wait"`` a busy agent is waited for up to ``busy_timeout_s``. ``unchanged_since``: the
+    screen's last lines at the proof of our previous submit here (a moment ago). While the screen still
+    shows exactly those, the app has not reacted yet, so an idle-looking screen is watched up to
+    :data:`BUSY_SETTLE_S` for the busy marker it has not drawn yet (Gemini CLI shows its spinner only
+    after a routing request, 0.2-1 s). A screen that moved on costs nothing.
     """
     pane, refusal = _common(tmux, fetch_pane(tmux, pane_id), cancel_mode)
     if pane is None or refusal:
@@ -145,7 +150,8 @@ def preflight_tui(tmux: Tmux, pane_id: str, *, text: str, profile: TuiProfile, o
             )
         time.sleep(poll_s)
         pane = fetch_pane(tmux, pane_id) or pane
-    settle_until = time.monotonic() + busy_settle_s
+    settle = unchanged_since is not None and tail_lines(view.lines, len(unchanged_since)) == unchanged_since
+    settle_until = time.monotonic() + (BUSY_SETTLE_S if settle else 0.0)
     while view.busy_line is None and time.monotonic() < settle_until:
         time.sleep(poll_s)
         try:

@@ -147,7 +147,7 @@ def dispatch_tui(
     busy_timeout_s: float = 0.0,
     cancel_mode: bool = False,
     timing: TuiTiming | None = None,
-    busy_settle_s: float = 0.0,
+    unchanged_since: list[str] | None = None,
 ) -> DispatchResult:
     """Submit ``text`` (already sanitised) to the agent TUI in ``pane_id``, with proof.
 
@@ -160,7 +160,7 @@ def dispatch_tui(
     timings: dict[str, float] = {}
     pf = preflight_tui(tmux, pane_id, text=text, profile=profile, on_busy=on_busy, busy_timeout_s=busy_timeout_s,
                        ready_timeout_s=timing.ready_timeout_s, cancel_mode=cancel_mode, poll_s=timing.poll_s,
-                       busy_settle_s=busy_settle_s)
+                       unchanged_since=unchanged_since)
     timings["preflight"] = _ms(time.monotonic() - started_s)
     base = DispatchResult(status="refused", reason="", target=target, pane_id=pane_id, mode="tui",
                           current_command=pf.pane.current_command if pf.pane else None, timings_ms=timings,
