@@ -16,22 +16,29 @@ Stage C, exactly as written (``step_s`` is steps per second; scenarios scale the
 Stage D: ``setup_debug_tax = setup_debug_hours / wall_hours`` (base); above 25% expensive hardware
 is not justified yet, so switching to a pricier $/h is ruled out until the run path is stable.
 
-Decision rules, first match wins:
+Decision rules, first match wins (:mod:`.calibrate_rules`; each answer carries the rule and its numbers):
 
-1. ``kill`` when a trigger fired (the assessment's sustained triggers, or the probe's own GPU
+0. ``kill`` when the run's heartbeat says the probe is dead (non-zero exit, a signal, hung): a dead
+   probe is never ``keep``, whatever its numbers were before it died.
+1. ``wait`` when the probe is too short to judge (under the policy's minimum steps, no time cap, no
+   complete window): says what is missing.
+2. ``kill`` when a trigger fired (the assessment's sustained triggers, or the probe's own GPU
    utilization under 60%): pause, reclassify the bottleneck, change one variable, relaunch.
-2. ``switch`` when another offer, including migration (setting up again + ``migration_hours``,
+3. ``switch`` when another offer, including migration (setting up again + ``migration_hours``,
    billed at that offer's price), is at least ``SWITCH_MIN_GAIN`` (20%) better on the chosen
    priority; with ``balanced`` priority the other measure may be at most ``SWITCH_MAX_LOSS`` (10%)
    worse.
-3. ``keep`` otherwise: on track, nothing materially better.
+4. ``keep`` otherwise: on track, nothing materially better.
+
+Figures are kept unrounded in the answer (the checklist checks cost = hours x $/h within 1%);
+rounding happens only where they are printed.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -42,12 +49,24 @@ from gpu_preflight.tools.estimator.throughput import SCENARIO_FACTORS, Scenarios
 from gpu_preflight.tools.offers.records import OfferSet
 
 from .assess import Assessment
+from .calibrate_rules import (
+    PROBE_MIN_STEPS,
+    SWITCH_MIN_GAIN,
+    Decision,
+    Priority,
+    dead_probe,
+    decide_kill,
+    decide_wait,
+    full_rule,
+    pct,
+    qualifies,
+    switch_rule,
+    too_short,
+)
 from .triggers import TriggerResult
 
-Priority = Literal["balanced", "cost", "time"]
-DecisionName = Literal["keep", "switch", "kill"]
-SWITCH_MIN_GAIN = 0.20
-SWITCH_MAX_LOSS = 0.10
+__all__ = ["Calibration", "Decision", "Priority", "Probe", "calibrate", "parse_probe", "switch_rule"]
+
 PROBE_LOW_UTIL_PCT = 60.0
 PROBE_HIGH_VRAM_FRAC = 0.92
 MAX_OPTIONS_SHOWN = 5
@@ -122,13 +141,7 @@ class OfferOption(BaseModel):
     cost_gain_frac: float | None = Field(description="1 - its base cost / staying's; null without a price here.")
     qualifies: bool
     risks: list[str]
-
-
-class Decision(BaseModel):
-    decision: DecisionName
-    reason: str
-    switch_to_offer: str | None = None
-    rule: str
+    transfer_usd: float = Field(default=0.0, description="Download billed on top of hours x $/h.")
 
 
 class Calibration(BaseModel):
@@ -161,6 +174,15 @@ class Calibration(BaseModel):
     assumptions: list[str]
 
 
+def _r(value: float | None, digits: int) -> float | None:
+    return round(value, digits) if value is not None else None
+
+
+def _scen(values: Mapping[str, float | None], digits: int) -> Scenarios:
+    """Scenarios for the answer; the evidence recomputes cost from these hours (calibrate_evidence)."""
+    return Scenarios(**{k: _r(v, digits) for k, v in values.items()})
+
+
 def parse_probe(data: Probe | dict[str, Any]) -> Probe:
     """Validate probe measurements into a :class:`Probe`, or raise one clear error."""
     if isinstance(data, Probe):
@@ -171,10 +193,6 @@ def parse_probe(data: Probe | dict[str, Any]) -> Probe:
         return Probe.model_validate(data)
     except ValidationError as exc:
         raise from_validation_error(exc, "probe") from None
-
-
-def _scen(values: dict[str, float], digits: int) -> Scenarios:
-    return Scenarios(**{k: round(v, digits) for k, v in values.items()})
 
 
 def _pre_estimate(run: RunSpec, probe: Probe) -> tuple[float | None, str]:
@@ -226,8 +244,15 @@ def calibrate(
     assessment: Assessment | None = None,
     fired: Sequence[TriggerResult] = (),
     priority: Priority = "balanced",
+    heartbeat: dict[str, Any] | None = None,
+    min_steps: int = PROBE_MIN_STEPS,
 ) -> Calibration:
-    """Re-estimate the rest of the run from ``probe``, scale it to ``offers`` and decide."""
+    """Re-estimate the rest of the run from ``probe``, scale it to ``offers`` and decide.
+
+    ``heartbeat`` is the run's heartbeat (a dict as ``heartbeat`` returns it): asked first, so a
+    probe that exited non-zero, was killed or hung is ``kill`` whatever it measured before.
+    ``min_steps`` is the policy's probe minimum: fewer steps (no time cap, no full window) is ``wait``.
+    """
     run, p = parse_spec(spec), parse_probe(probe)
     if priority not in ("balanced", "cost", "time"):
         raise PreflightError("priority", priority, "balanced, cost or time")
@@ -257,8 +282,8 @@ def calibrate(
     train_left = {k: remaining / (rate * f * 3600) for k, f in SCENARIO_FACTORS.items()}
     wall = {k: setup + train_all[k] + eval_total for k in SCENARIOS}
     finish = {k: train_left[k] + eval_left for k in SCENARIOS}
-    cost: dict[str, float | None] = {k: round(wall[k] * dph, 2) if dph else None for k in SCENARIOS}
-    cost_finish: dict[str, float | None] = {k: round(finish[k] * dph, 2) if dph else None for k in SCENARIOS}
+    cost: dict[str, float | None] = {k: wall[k] * dph if dph else None for k in SCENARIOS}
+    cost_finish: dict[str, float | None] = {k: finish[k] * dph if dph else None for k in SCENARIOS}
     if dph is None:
         warnings.append("no price: costs are null and switches are judged on time only (pass dph_total_usd)")
     spent = setup + done * step_s / 3600
@@ -267,9 +292,9 @@ def calibrate(
     tax = TaxAnswer(setup_debug_hours=round(setup, 4), wall_hours=round(wall["base"], 4),
                     setup_debug_tax=round(tax_value, 4), expensive_hardware_justified=tax_value <= TAX_LIMIT)
     predicted, source = _pre_estimate(run, p)
-    ratio = round(tokens_s / predicted, 4) if predicted else None
+    ratio = tokens_s / predicted if predicted else None
     if ratio is not None and ratio < 0.7:
-        warnings.append(f"probe at {ratio:.0%} of the pre-estimate ({tokens_s:,.0f} vs {predicted:,.0f} tokens/s):"
+        warnings.append(f"probe at {pct(ratio)} of the pre-estimate ({tokens_s:,.0f} vs {predicted:,.0f} tokens/s):"
                         " the live estimate replaces it; a full run below 70% for 2 windows fires the trigger")
     if p.vram_used_gb and p.gpu_ram_gb and p.vram_used_gb > PROBE_HIGH_VRAM_FRAC * p.gpu_ram_gb:
         warnings.append(f"VRAM peak {p.vram_used_gb:.1f} of {p.gpu_ram_gb:.1f} GB (> 92%): OOM risk;"
@@ -283,15 +308,28 @@ def calibrate(
                                                stay_time, stay_cost, tax.expensive_hardware_justified, dph,
                                                priority, warnings)
     kills = _fired_from(assessment, fired, p)
-    decision = _decide(kills, options, remaining, tokens_s, ratio, stay_time, stay_cost, tax, priority, assessment)
+    numbers: dict[str, Any] = {"tokens_per_s": tokens_s, "predicted_tokens_per_s": predicted, "ratio": ratio,
+                               "steps_measured": p.steps_measured, "min_steps": min_steps,
+                               "time_to_finish_hours": stay_time, "cost_to_finish_usd": stay_cost,
+                               "setup_debug_tax": tax_value, "switch_min_gain": SWITCH_MIN_GAIN}
+    rule = full_rule(priority, min_steps)
+    dead = dead_probe(heartbeat)
+    if dead is not None:
+        decision = Decision(decision="kill", rule=rule, numbers=numbers | dead[1],
+                            reason=f"{dead[0]}: a dead probe measures nothing more; read the log tail, fix, relaunch")
+    elif too_short(p.steps_measured, min_steps, p.time_capped, assessment):
+        decision = decide_wait(p.steps_measured, min_steps, numbers, rule)
+    else:
+        decision = _decide(kills, options, remaining, tokens_s, ratio, stay_time, stay_cost, tax, priority,
+                           assessment, numbers, rule)
     return Calibration(
         gpu=p.gpu, num_gpus=num_gpus, dph_total_usd=dph, step_time_s=round(step_s, 6), steps_per_s=round(rate, 6),
         tokens_per_s=round(tokens_s, 3), tokens_per_step=per_step,
         comparison=Comparison(predicted_tokens_per_s=predicted, predicted_source=source,
-                              measured_tokens_per_s=round(tokens_s, 3), ratio=ratio),
+                              measured_tokens_per_s=round(tokens_s, 3), ratio=_r(ratio, 6)),
         target_steps=target, steps_done=done, steps_remaining=remaining, eval_overhead_hours=round(eval_total, 4),
-        eval_remaining_hours=round(eval_left, 4), time_hours=_scen(wall, 4), cost_usd=Scenarios(**cost),
-        time_to_finish_hours=_scen(finish, 4), cost_to_finish_usd=Scenarios(**cost_finish),
+        eval_remaining_hours=round(eval_left, 4), time_hours=_scen(wall, 4), cost_usd=_scen(cost, 2),
+        time_to_finish_hours=_scen(finish, 4), cost_to_finish_usd=_scen(cost_finish, 2),
         cost_so_far_usd=round(spent * dph, 2) if dph else None, tax=tax,
         options=sorted(options, key=lambda o: (not o.qualifies, -o.time_gain_frac - (o.cost_gain_frac or 0)))[
             :MAX_OPTIONS_SHOWN],
@@ -335,9 +373,12 @@ def _scale_to_offers(run: RunSpec, p: Probe, offers: OfferSet, tokens_s: float, 
     for row in plan.rows:
         if p.offer_id is not None and row.offer_id == p.offer_id:
             continue
+        transfer = row.transfer_usd or 0.0
+        costs = Scenarios(**{k: (getattr(row.time_hours, k) or 0.0) * row.dph_total_usd + transfer
+                             for k in SCENARIOS})
         t_gain = 1 - (row.time_hours.base or 0) / stay_time if stay_time > 0 else 0.0
-        c_gain = 1 - (row.cost_usd.base or 0) / stay_cost if stay_cost else None
-        ok = _qualifies(t_gain, c_gain, priority)
+        c_gain = 1 - (costs.base or 0) / stay_cost if stay_cost else None
+        ok = qualifies(t_gain, c_gain, priority)
         risks = [r.message for r in row.major_risks if r.code != "setup_tax_high"][:3]
         if ok and not expensive_ok and dph is not None and row.dph_total_usd > dph:
             ok = False
@@ -345,59 +386,44 @@ def _scale_to_offers(run: RunSpec, p: Probe, offers: OfferSet, tokens_s: float, 
         out.append(OfferOption(
             offer_id=row.offer_id, gpu_option=row.gpu_option, dph_total_usd=row.dph_total_usd,
             pred_tokens_per_s=row.pred_tokens_per_s, time_to_finish_hours=row.time_hours,
-            cost_to_finish_usd=row.cost_usd, time_gain_frac=round(t_gain, 4),
-            cost_gain_frac=round(c_gain, 4) if c_gain is not None else None, qualifies=ok, risks=risks))
+            cost_to_finish_usd=costs, time_gain_frac=t_gain, transfer_usd=transfer,
+            cost_gain_frac=c_gain, qualifies=ok, risks=risks))
     return out, len(plan.rows)
-
-
-def _qualifies(t_gain: float, c_gain: float | None, priority: Priority) -> bool:
-    if priority == "time" or c_gain is None:
-        return t_gain >= SWITCH_MIN_GAIN
-    if priority == "cost":
-        return c_gain >= SWITCH_MIN_GAIN
-    return (t_gain >= SWITCH_MIN_GAIN and c_gain >= -SWITCH_MAX_LOSS) or (
-        c_gain >= SWITCH_MIN_GAIN and t_gain >= -SWITCH_MAX_LOSS)
-
-
-def switch_rule(priority: Priority) -> str:
-    """The switch rule in words, with its thresholds."""
-    gain = f"{SWITCH_MIN_GAIN:.0%}"
-    if priority == "time":
-        return f"switch when another offer finishes >= {gain} sooner, migration included"
-    if priority == "cost":
-        return f"switch when another offer finishes >= {gain} cheaper, migration included"
-    return (f"switch when another offer is >= {gain} sooner or cheaper to finish, migration included, and at most "
-            f"{SWITCH_MAX_LOSS:.0%} worse on the other; no pricier $/h while the setup/debug tax is > 25%")
 
 
 def _decide(kills: list[str], options: list[OfferOption], remaining: int, tokens_s: float, ratio: float | None,
             stay_time: float, stay_cost: float | None, tax: TaxAnswer, priority: Priority,
-            assessment: Assessment | None) -> Decision:
-    rule = "kill on a fired trigger; " + switch_rule(priority) + "; else keep"
+            assessment: Assessment | None, numbers: dict[str, Any], rule: str) -> Decision:
+    """Rules 2-4 (trigger, switch, keep) for a live probe long enough to judge."""
     if kills:
-        reason = "trigger fired: " + "; ".join(kills)
-        if assessment is not None and assessment.bottleneck is not None:
-            b = assessment.bottleneck
-            reason += f". Bottleneck {b.bottleneck_class} ({b.confidence}): {b.suggestion}"
-        return Decision(decision="kill", reason=reason + ". Pause, fix one variable, relaunch.", rule=rule)
+        return decide_kill(kills, assessment, numbers, rule)
     if remaining == 0:
-        return Decision(decision="keep", reason="the target is reached: nothing left to run", rule=rule)
+        return Decision(decision="keep", reason="the target is reached: nothing left to run", rule=rule,
+                        numbers=numbers)
     best = _best(options, priority)
     cost_text = f" for ${stay_cost:.2f}" if stay_cost is not None else ""
-    here = f"{stay_time:.2f} h{cost_text} to finish here"
+    here = f"{stay_time:.3g} h{cost_text} to finish here"
     if best is not None:
-        gains = f"{best.time_gain_frac:.0%} sooner"
+        gains = f"{pct(best.time_gain_frac)} sooner"
         if best.cost_gain_frac is not None:
-            gains += f", {best.cost_gain_frac:.0%} cheaper"
+            gains += f", {pct(best.cost_gain_frac)} cheaper"
+        numbers = numbers | {"best_offer": best.offer_id, "best_time_gain_frac": best.time_gain_frac,
+                             "best_cost_gain_frac": best.cost_gain_frac}
         return Decision(
-            decision="switch", switch_to_offer=f"{best.offer_id}",
-            reason=f"{best.gpu_option} (offer {best.offer_id}) finishes in {best.time_to_finish_hours.base:.2f} h"
+            decision="switch", switch_to_offer=f"{best.offer_id}", numbers=numbers,
+            reason=f"{best.gpu_option} (offer {best.offer_id}) finishes in {best.time_to_finish_hours.base:.3g} h"
             f" for ${best.cost_to_finish_usd.base:.2f} incl. migration vs {here} ({gains})", rule=rule)
-    vs = f", {ratio:.0%} of the pre-estimate" if ratio is not None else ""
-    taxed = "" if tax.expensive_hardware_justified else f"; tax {tax.setup_debug_tax:.0%} > 25%: stay on cheap hardware"
-    return Decision(decision="keep", rule=rule,
+    top = max(options, key=lambda o: o.time_gain_frac, default=None)
+    if top is not None:
+        numbers = numbers | {"best_offer": top.offer_id, "best_time_gain_frac": top.time_gain_frac,
+                             "best_cost_gain_frac": top.cost_gain_frac}
+    vs = f", {pct(ratio)} of the pre-estimate" if ratio is not None else ""
+    taxed = ("" if tax.expensive_hardware_justified
+             else f"; tax {pct(tax.setup_debug_tax)} > 25%: stay on cheap hardware")
+    best_seen = f" (best seen: {pct(top.time_gain_frac)} sooner)" if top is not None else ""
+    return Decision(decision="keep", rule=rule, numbers=numbers,
                     reason=f"on track: {tokens_s:,.0f} tokens/s live{vs}; {here}; no offer >= "
-                    f"{SWITCH_MIN_GAIN:.0%} better including migration{taxed}")
+                    f"{pct(SWITCH_MIN_GAIN)} better including migration{best_seen}{taxed}")
 
 
 def _best(options: list[OfferOption], priority: Priority) -> OfferOption | None:

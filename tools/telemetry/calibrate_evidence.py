@@ -65,7 +65,7 @@ def _live_item(cal: Calibration) -> dict[str, Any] | str:
         rows.append({
             "gpu_option": f"{o.gpu_option} (offer {o.offer_id})", "dph_total_usd": float(o.dph_total_usd),
             "pred_tokens_per_s": float(o.pred_tokens_per_s), "time_hours": o.time_to_finish_hours.model_dump(),
-            "cost_usd": o.cost_to_finish_usd.model_dump(),
+            "cost_usd": o.cost_to_finish_usd.model_dump(), "transfer_usd": float(o.transfer_usd),
             "major_risks": o.risks,
             "decision": "switch" if cal.decision.switch_to_offer == str(o.offer_id) else None,
         })
@@ -97,6 +97,9 @@ def calibration_evidence(cal: Calibration, probe: Probe) -> tuple[dict[str, dict
     minutes = probe.minutes_since_launch if probe.minutes_since_launch is not None else probe.probe_minutes
     if minutes is None:
         minutes = probe.steps_measured * cal.step_time_s / 60
+    if cal.decision.decision == "wait":  # not a decision: the checklist's item stays open, the gate closed
+        skipped["decision"] = f"wait: {cal.decision.reason}"
+        return items, skipped
     decision: dict[str, Any] = {
         "decision": cal.decision.decision, "reason": cal.decision.reason[:2000],
         "decided_within_minutes": round(float(minutes), 3),

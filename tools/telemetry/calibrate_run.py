@@ -21,7 +21,9 @@ from gpu_preflight.tools.offers.records import OfferSet
 from .assess import assess
 from .calibrate import Calibration, Priority, Probe, calibrate, parse_probe
 from .models import GpuSample, LogSample
-from .runcheck import RunInputs, read_source, resolve_run
+from .runcheck import RunInputs, dispatch_module, read_source, resolve_run
+from .runprogress import summary_step_time
+from .runspec import checklist_gpu
 from .timeline import build_timeline
 from .triggers import Prediction, TriggerConfig
 
@@ -59,11 +61,16 @@ def measure_probe(logs: Sequence[LogSample], gpu: Sequence[GpuSample], *, num_gp
     tokens = [s.tokens_per_s * (per_device if s.tokens_per_s_scope == "device" else 1)
               for s in chosen if s.tokens_per_s]
     if step_times:
-        out["median_step_time_s"] = round(statistics.median(step_times), 6)
+        out["median_step_time_s"] = statistics.median(step_times)
     if tokens:
-        out["tokens_per_s"] = round(statistics.median(tokens), 3)
+        out["tokens_per_s"] = statistics.median(tokens)
     if not (step_times or tokens):
-        raise PreflightError("log", "no step time or tokens/s", "a log that prints step time or throughput")
+        summary = summary_step_time(logs)
+        if summary is None:
+            raise PreflightError("log", "no step time or tokens/s",
+                                 "a log that prints step time or throughput, or a closing summary (train_runtime)")
+        out["median_step_time_s"], out["steps_measured"] = summary[0], summary[1]
+        out["_from_summary"] = True
     evals = [s.eval_runtime_s for s in logs if s.eval_runtime_s]
     if evals:
         out["eval_runtime_s"] = round(statistics.median(evals), 3)
@@ -129,22 +136,36 @@ def calibrate_files(
     offers: OfferSet | None = None,
     dph_total_usd: float | None = None,
     priority: Priority = "balanced",
+    heartbeat: dict[str, Any] | None = None,
+    checklist_id: str | None = None,
 ) -> tuple[Calibration, Probe, list[str]]:
-    """Measure the probe from ``inputs``' files, merge ``probe`` over it, and :func:`calibrate`."""
+    """Measure the probe from ``inputs``' files, merge ``probe`` over it, and :func:`calibrate`.
+
+    The GPU's name: the probe's, else the capture's, else the one the checklist's estimate named.
+    """
     run = parse_spec(spec)
     given = dict(probe or {})
     measured, assessment, notes = measure_files(inputs, num_gpus=given.get("num_gpus") or run.training.num_gpus)
     step_last = measured.pop("_step_last")
+    if measured.pop("_from_summary", False):
+        notes.append(f"the log prints no per-step times: the closing summary gives {measured['steps_measured']} "
+                     f"steps at {measured['median_step_time_s']:.6g} s/step (train_runtime / steps)")
     if kind == "full" and "steps_done" not in given:
         measured["steps_done"] = step_last
         notes.append(f"a full run: steps_done = the log's last step ({step_last})")
     if dph_total_usd is not None:
         measured["dph_total_usd"] = dph_total_usd
     merged = measured | given
+    if "gpu" not in merged and checklist_id:
+        named = checklist_gpu(checklist_id)
+        if named is not None:
+            merged["gpu"] = named
+            notes.append(f"GPU {named!r} from the checklist's estimate (the probe and capture name none)")
     if "gpu" not in merged:
-        raise PreflightError("probe.gpu", None, "the catalogue name of the probe's GPU (the capture names none)")
+        raise PreflightError("probe.gpu", None, "the catalogue name of the probe's GPU (the capture names none, "
+                             "nor does the checklist's estimate)")
     p = parse_probe(merged)
-    cal = calibrate(run, p, offers=offers, assessment=assessment, priority=priority)
+    cal = calibrate(run, p, offers=offers, assessment=assessment, priority=priority, heartbeat=heartbeat)
     return cal, p, notes
 
 
@@ -159,7 +180,18 @@ def calibrate_recorded_run(
     **overrides: Any,
 ) -> tuple[Calibration, Probe, list[str]]:
     """:func:`calibrate_files` for a dispatched run (its record gives the log path and prediction)."""
-    inputs, _, notes, kind = resolve_run(run_id, overrides, with_heartbeat=False)
-    cal, p, more = calibrate_files(spec, inputs, probe=probe, kind=kind, offers=offers,
-                                   dph_total_usd=dph_total_usd, priority=priority)
+    inputs, hb, notes, kind = resolve_run(run_id, overrides, with_heartbeat=True)
+    if hb is None:
+        notes.append("no heartbeat: calibrate could not ask whether the probe is alive")
+    cal, p, more = calibrate_files(spec, inputs, probe=probe, kind=kind, offers=offers, dph_total_usd=dph_total_usd,
+                                   priority=priority, heartbeat=hb, checklist_id=record_checklist(run_id))
     return cal, p, notes + more
+
+
+def record_checklist(run_id: str) -> str | None:
+    """The checklist id a dispatched run was launched under, when the dispatcher recorded one."""
+    dispatch = dispatch_module()
+    if dispatch is None:
+        return None
+    cid = dispatch.get_run(run_id).checklist_id
+    return str(cid) if cid else None

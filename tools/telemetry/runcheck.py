@@ -20,7 +20,6 @@ otherwise ``keep``.
 from __future__ import annotations
 
 import importlib
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -35,9 +34,10 @@ from .bottleneck import Bottleneck
 from .models import GpuSample, LogSample
 from .nvml import NvmlSnapshot
 from .probecap import ProbeCap, probe_cap
+from .runprogress import make_prediction, not_moving, summary_step_time, wall_elapsed_s
 from .tail import LogTail
 from .timeline import Timeline, build_timeline
-from .triggers import Prediction, TriggerConfig, TriggerName, TriggerStatus
+from .triggers import TriggerConfig, TriggerName, TriggerStatus
 from .windows import DEFAULT_WINDOW_S, EtaTrend, Window
 
 RunDecisionName = Literal["keep", "kill", "done", "wait"]
@@ -65,6 +65,8 @@ class RunInputs(BaseModel):
     started_at_epoch_s: float | None = Field(default=None, ge=0, le=1e11)
     cap_steps: int | None = Field(default=None, ge=1, le=10**12)
     cap_seconds: float | None = Field(default=None, gt=0, le=10**7)
+    tokens_per_step: int | None = Field(default=None, ge=1, le=10**12,
+                                        description="From the run's spec when the log prints no tokens.")
 
     @field_validator("log_path", "nvsmi_path")
     @classmethod
@@ -217,14 +219,18 @@ def check_run(inputs: RunInputs, *, gpu_samples: Sequence[GpuSample] = (), heart
         gpu.extend(s for s in found if isinstance(s, GpuSample))
         if found and not isinstance(found[0], GpuSample):
             out_notes.append(f"{inputs.nvsmi_path} is not an nvidia-smi capture ({gpu_summary.format})")
-    prediction = None
-    if inputs.predicted_tokens_per_s or inputs.predicted_step_time_s:
-        prediction = Prediction(tokens_per_s=inputs.predicted_tokens_per_s, step_time_s=inputs.predicted_step_time_s)
-    config = TriggerConfig(early_checkpoint_s=inputs.early_checkpoint_s, gpu_count=inputs.num_gpus)
+    prediction = make_prediction(inputs, out_notes)
+    wall = wall_elapsed_s(inputs, heartbeat, now_epoch_s)
+    config = TriggerConfig(early_checkpoint_s=inputs.early_checkpoint_s, gpu_count=inputs.num_gpus,
+                           wall_elapsed_s=wall)
     timeline = _timeline(gpu, logs, inputs.gpu_interval_s, out_notes)
     result = assess(timeline, prediction=prediction, config=config, window_s=inputs.window_s,
                     total_steps=inputs.total_steps)
     eta_s = _eta(result, timeline, inputs.total_steps, out_notes) if logs else None
+    stopped = not_moving(heartbeat, result)
+    if stopped is not None and eta_s is not None:
+        out_notes.append(f"no ETA: {stopped}")
+        eta_s = None
     return _answer(inputs, result, logs, heartbeat, gpu_now, out_notes, now_epoch_s, run_id, kind,
                    log_summary, gpu_summary, eta_s)
 
@@ -256,18 +262,21 @@ def _answer(inputs: RunInputs, a: Assessment, logs: list[LogSample], hb: dict[st
     current = with_data[-1] if with_data else None
     measured = _measured_tokens(with_data, inputs.num_gpus)
     predicted = inputs.predicted_tokens_per_s
-    ratio = round(measured / predicted, 4) if measured and predicted else None
     step_times = [w.step_time_median_s for w in with_data if w.step_time_median_s]
+    summary = summary_step_time(logs)
+    if not step_times and summary is not None:
+        step_times = [summary[0]]
+        notes.append(f"step time from the closing summary: {summary[1]} steps in {summary[0] * summary[1]:g} s")
+    if measured is None and inputs.tokens_per_step and step_times:
+        measured = inputs.tokens_per_step / step_times[-1]
+        notes.append(f"tokens/s = {inputs.tokens_per_step:,} tokens per step (the spec) / {step_times[-1]:.4g} s")
+    ratio = round(measured / predicted, 4) if measured and predicted else None
     if ratio is None and inputs.predicted_step_time_s and step_times:
         ratio = round(inputs.predicted_step_time_s / step_times[-1], 4)  # a rate ratio, like tokens/s
     steps = [s.step for s in logs if s.kind == "train" and s.step is not None]
     totals = [inputs.total_steps] if inputs.total_steps else [w.total_steps for w in a.series.windows if w.total_steps]
-    elapsed_s: float | None = None
-    if hb is not None and isinstance(hb.get("elapsed_s"), int | float):
-        elapsed_s = float(hb["elapsed_s"])
-    elif inputs.started_at_epoch_s is not None:
-        elapsed_s = max((now_epoch_s or time.time()) - inputs.started_at_epoch_s, 0.0)
-    elif a.series.data_end_s > 0:
+    elapsed_s = wall_elapsed_s(inputs, hb, now_epoch_s)
+    if elapsed_s is None and a.series.data_end_s > 0:
         elapsed_s = a.series.data_end_s
         notes.append("elapsed time from the span of the recorded data (no start time known)")
     dph = inputs.dph_total_usd
@@ -283,7 +292,8 @@ def _answer(inputs: RunInputs, a: Assessment, logs: list[LogSample], hb: dict[st
         window=WindowBrief.of(current) if current is not None else None,
         windows_count=len(a.series.windows), window_s=a.series.window_s, fired=a.fired, triggers=briefs,
         bottleneck=a.bottleneck, action=a.action, predicted_tokens_per_s=predicted,
-        measured_tokens_per_s=measured, throughput_ratio=ratio, step_last=steps[-1] if steps else None,
+        measured_tokens_per_s=round(measured, 3) if measured is not None else None,
+        throughput_ratio=ratio, step_last=steps[-1] if steps else None,
         total_steps=totals[-1] if totals else None, eta_s=eta_s, eta_trend=a.eta_trend,
         elapsed_hours=round(elapsed_s / 3600, 4) if elapsed_s is not None else None, dph_total_usd=dph,
         cost_so_far_usd=so_far, cost_to_finish_usd=to_finish,
@@ -332,6 +342,9 @@ def decide_run(hb: dict[str, Any] | None, a: Assessment, logs: list[LogSample],
     if not any(s.kind == "train" for s in logs):
         return RunDecision(decision="wait", reason="no training record yet: check again after the first log lines")
     pending = [r.name for r in a.triggers if r.status in ("pending", "no_data")]
+    if a.triggers and len(pending) == len(a.triggers):
+        why = "; ".join(f"{r.name}: {r.message}" for r in a.triggers)
+        return RunDecision(decision="wait", reason=f"no trigger can judge yet ({why}): check again later")
     tail = f" ({', '.join(pending)} not decided yet)" if pending else ""
     return RunDecision(decision="keep", reason=f"no trigger fired{tail}")
 
@@ -357,9 +370,12 @@ def resolve_run(run_id: str, overrides: dict[str, Any], *, with_heartbeat: bool 
             raise PreflightError("run_id", run_id, "a recorded run; without the dispatcher pass log_path")
         return make_inputs(given), None, [note], None
     record = dispatch.get_run(run_id)
+    from .runspec import checklist_spec, spec_tokens_per_step
+
+    per_step = spec_tokens_per_step(checklist_spec(record.checklist_id)) if record.checklist_id else None
     base = {"log_path": record.log_path, "predicted_tokens_per_s": record.predicted_tokens_per_s,
             "started_at_epoch_s": record.started_at_epoch_s, "cap_steps": record.cap_steps,
-            "cap_seconds": record.cap_seconds}
+            "cap_seconds": record.cap_seconds, "tokens_per_step": per_step}
     inputs = make_inputs({k: v for k, v in base.items() if v is not None} | given)
     notes: list[str] = []
     hb: dict[str, Any] | None = None

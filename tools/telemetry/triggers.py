@@ -60,6 +60,9 @@ class TriggerConfig(BaseModel):
     early_checkpoint_s: float = Field(default=600.0, gt=0, allow_inf_nan=False)
     min_loss_drop_frac: float = Field(default=0.01, ge=0, lt=1)
     gpu_count: int | None = Field(default=None, ge=1)
+    wall_elapsed_s: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False,
+        description="Wall seconds since the run started: a run whose log stopped still reaches its checkpoint.")
 
 
 class TriggerResult(BaseModel):
@@ -219,18 +222,22 @@ def check_movement(logs: list[TimedLog], data_end_s: float, config: TriggerConfi
     """By ``early_checkpoint_s``: the step advanced and the loss fell by ``min_loss_drop_frac``."""
     checkpoint = config.early_checkpoint_s
     rule = f"No meaningful metric movement (loss, step) by the early checkpoint at {checkpoint:g} s."
-    if data_end_s < checkpoint:
+    wall = config.wall_elapsed_s
+    reached = max(data_end_s, wall or 0.0)  # wall time counts: a hung run's log stops, the clock does not
+    if reached < checkpoint:
+        clock = f"the run is {wall:.0f} s old (wall clock)" if wall is not None else f"data reaches {data_end_s:g} s"
         return TriggerResult(
             name="no_metric_movement",
             rule=rule,
             status="pending",
-            evidence={"data_end_s": data_end_s, "checkpoint_s": checkpoint},
-            message=f"data reaches {data_end_s:g} s; the checkpoint is at {checkpoint:g} s",
+            evidence={"data_end_s": data_end_s, "wall_elapsed_s": wall, "checkpoint_s": checkpoint},
+            message=f"{clock}; the checkpoint is at {checkpoint:g} s",
         )
     train = [p.sample for p in logs if p.t_s <= checkpoint and p.sample.kind == "train"]
     steps = [s.step for s in train if s.step is not None]
     losses = [s.loss for s in train if s.loss is not None]
-    evidence: Evidence = {"checkpoint_s": checkpoint, "records": len(train)}
+    evidence: Evidence = {"checkpoint_s": checkpoint, "records": len(train), "wall_elapsed_s": wall,
+                          "data_end_s": data_end_s}
     reasons: list[str] = []
     if not train:
         reasons.append("no training record by the checkpoint")
