@@ -20,7 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from gpu_preflight.tools.common.errors import PreflightError
 
 # Units live in field names; these aliases only carry the range.
-PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0, le=1e12)]
+"""Any positive physical figure (GB, hours, USD, tokens/s): finite and below 1e12, so 1e308 is refused."""
+MemoryGb = Annotated[float, Field(gt=0, le=100_000)]
+"""A memory size in GB (GPU or host): a single box holds far less than 100 TB."""
 NonNegFloat = Annotated[float, Field(ge=0)]
 Percent = Annotated[float, Field(ge=0, le=100)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -67,8 +70,8 @@ class OptionRow(StrictModel):
 
     gpu_option: str = Field(min_length=1)
     dph_total_usd: PositiveFloat
-    gpu_ram_gb: PositiveFloat | None = None
-    cpu_ram_gb: PositiveFloat | None = None
+    gpu_ram_gb: MemoryGb | None = None
+    cpu_ram_gb: MemoryGb | None = None
     tflops: PositiveFloat | None = None
     hbm_bw_gbps: PositiveFloat | None = None
     pred_tokens_per_s: PositiveFloat | None = None

@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from gpu_preflight.checklist.evidence_base import (
     Evidence,
     Fraction,
+    MemoryGb,
     NonNegFloat,
     OptionRow,
     Percent,
@@ -48,12 +49,12 @@ class MemoryFitEvidence(Evidence):
     schema_name: ClassVar[str] = "memory_fit"
     thresholds_model: ClassVar[type[StrictModel]] = MemoryFitThresholds
 
-    gpu_ram_gb: PositiveFloat
+    gpu_ram_gb: MemoryGb
     gpu_peak_gb: PositiveFloat
     gpu_required_gb: PositiveFloat
     gpu_verdict: Literal["pass", "high_oom_risk", "fail"]
     gpu_verdict_basis_gb: PositiveFloat
-    cpu_ram_gb: PositiveFloat | None
+    cpu_ram_gb: MemoryGb | None
     cpu_required_gb: NonNegFloat
     cpu_verdict: Literal["pass", "close_to_limit", "fail", "unknown"]
 

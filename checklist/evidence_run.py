@@ -13,6 +13,7 @@ from pydantic import Field
 
 from gpu_preflight.checklist.evidence_base import (
     Evidence,
+    MemoryGb,
     NonNegFloat,
     OptionRow,
     Percent,
@@ -67,7 +68,7 @@ class ProbeMeasurementsEvidence(Evidence):
     gpu_util_pct: Percent
     mem_util_pct: Percent
     vram_used_gb: PositiveFloat
-    gpu_ram_gb: PositiveFloat | None = None
+    gpu_ram_gb: MemoryGb | None = None
     transfer_mbps: PositiveFloat | None
     setup_debug_hours_so_far: NonNegFloat
     steps_measured: int = Field(ge=1)

@@ -34,6 +34,7 @@ CAPABILITY_MODULES = (
 def create_server() -> MCPServer:
     """Build a fresh server (tests get one each; ``preflight serve`` runs one over stdio)."""
     from gpu_preflight.server import __version__
+    from gpu_preflight.server._errors import install_strict_tools
     from gpu_preflight.server.outschemas import deferred_output_schemas
 
     mcp = MCPServer("preflight", version=__version__, instructions=INSTRUCTIONS)
@@ -42,6 +43,7 @@ def create_server() -> MCPServer:
             module = importlib.import_module(name)
             module.register(mcp)
     _compact_input_schemas(mcp)
+    install_strict_tools(mcp)  # unknown arguments, extremes and one-line errors, for every capability
     return mcp
 
 

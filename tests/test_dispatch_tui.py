@@ -125,9 +125,14 @@ def test_paste_end_sequence_cannot_inject_a_submit(tmux_srv: TmuxTestServer, app
     retry_until(lambda: submitted(log) == ["first"], what="the injected submit")  # nobody pressed Enter
 
     pane, log = apps.start("codex_like.py")
-    result = tui(tmux_srv, pane, payload)  # the end sequence is always stripped, CR becomes LF
+    with pytest.raises(PreflightError, match="bracketed-paste marker"):  # refused with the reason, not stripped
+        tui(tmux_srv, pane, payload)
+    result = tui(tmux_srv, pane, payload, controls="strip")  # asked for: the marker goes; CR is a line break
     assert result.status == "submitted", result
     assert submitted(log) == ["first\nsecond"]
+    crlf = tui(tmux_srv, pane, "line one\r\nline two")  # a prompt's CRLF is its line break, never a submit
+    assert crlf.status == "submitted", crlf
+    assert submitted(log) == ["first\nsecond", "line one\nline two"]
     with pytest.raises(PreflightError, match="control character"):
         tui(tmux_srv, pane, "\x1b[2Jclear the screen")
 

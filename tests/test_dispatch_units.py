@@ -20,9 +20,12 @@ from gpu_preflight.tools.dispatch.target import validate_target
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux
 
 
-def test_paste_end_sequence_is_always_stripped_even_when_controls_allowed() -> None:
-    text = "a\x1b[201~\rRUN"
-    assert sanitize_text(text, "allow") == "a\nRUN"
+@pytest.mark.parametrize("controls", ["reject", "allow"])
+def test_paste_end_sequence_is_refused_with_the_reason_even_when_controls_allowed(controls: str) -> None:
+    """Issue 14: the marker used to be stripped silently; the caller now hears why its text was refused."""
+    with pytest.raises(PreflightError, match="bracketed-paste marker at offset 1"):
+        sanitize_text("a\x1b[201~\rRUN", controls)  # type: ignore[arg-type]
+    assert sanitize_text("a\x1b[201~\rRUN", "strip") == "aRUN"  # asked for: removed, CR too
     assert strip_paste_markers("x\x1b[20\x1b[201~1~y") == "xy"  # removal cannot build a new marker
 
 
@@ -32,7 +35,17 @@ def test_control_characters_rejected_by_default_with_a_hint() -> None:
     assert info.value.field == "text"
     assert "controls='strip'" in info.value.one_line()
     assert sanitize_text("echo a\x03b\x1b[31mred", "strip") == "echo abred"
-    assert sanitize_text("tab\tand\nnewline\r\nend") == "tab\tand\nnewline\nend"
+    assert sanitize_text("tab\tand\nnewline\nend") == "tab\tand\nnewline\nend"
+    assert sanitize_text("tab\tand\nnewline\r\nend", "strip") == "tab\tand\nnewline\nend"
+
+
+@pytest.mark.parametrize("controls", ["reject", "allow"])
+@pytest.mark.parametrize("text", ["echo safe\rtouch pwned", "echo safe\r\ntouch pwned", "echo a\r"])
+def test_carriage_return_is_refused_it_would_run_a_second_command(text: str, controls: str) -> None:
+    """Issue 14: CR (and CRLF) became LF, so one shell dispatch ran two commands."""
+    with pytest.raises(PreflightError, match="carriage return") as info:
+        sanitize_text(text, controls)  # type: ignore[arg-type]
+    assert info.value.field == "text" and "one command" in info.value.one_line()
 
 
 @pytest.mark.parametrize("target", ["%3", "train:0.1", "my-session:editor.2"])

@@ -267,7 +267,7 @@ def _names_a_field(message: str, tool: Tool | None, arguments: Any) -> bool:
         field = ours["field"]
         sent = {v for v in arguments.values() if isinstance(v, str)} if isinstance(arguments, dict) else set()
         roots = {re.split(r"[.\[]", part, maxsplit=1)[0] for part in field.split("/")}  # "text/path": either
-        known = (tool.name, field) in KNOWN_GAPS
+        known = (tool.name, field) in KNOWN_GAPS or f"allowed: an argument of {tool.name}" in message  # unknown name
         return bool(roots & (props | sent | STATE_REFUSALS)) or known
     lines = message.splitlines()
     paths = [line for line in lines[1:] if line and not line[0].isspace()]
@@ -333,6 +333,32 @@ def test_every_listed_tool_survives_a_fixed_sweep(mode: str) -> None:
     """Deterministic coverage: each tool gets the same odd sets, whatever hypothesis happens to draw."""
     calls = [(tool.name, args) for tool in listed_tools() for args in _sweep_arguments(tool)]
     assert len({name for name, _ in calls}) >= 11
+    with sandbox() as box:
+        anyio.run(exercise, mode, calls, box)
+
+
+def _odd_files(root: Path) -> list[str]:
+    """Paths no tool may read (issue 14): a device, a FIFO, a directory, a symlink loop, a huge file, bad UTF-8."""
+    os.mkfifo(root / "fifo")
+    (root / "loop").symlink_to(root / "loop")
+    with open(root / "huge", "wb") as handle:
+        handle.truncate(70_000_000)  # sparse: over every cap, costs no disk
+    (root / "latin1.json").write_bytes(b'{"model_type": "llama\xff"}')
+    return ["/dev/zero", str(root / "fifo"), str(root), str(root / "loop"), str(root / "huge"),
+            str(root / "latin1.json")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_file_arguments_refuse_devices_fifos_loops_and_huge_files(mode: str, tmp_path: Path) -> None:
+    """Every file a caller names, and every numeric extreme, is a one-line tool error within the call timeout."""
+    calls: list[tuple[str, Any]] = []
+    for path in _odd_files(tmp_path):
+        calls += [("estimate_memory", {"spec": spec(model={"hf_config": path}), "gpu": "H100 SXM"}),
+                  ("search_offers", {"offers_file": path}),
+                  ("plan_options", {"spec": spec(), "offers_file": path})]
+    for number in (math.inf, -math.inf, 1e308, -1e308, 10**400, 2**63):
+        calls += [("estimate_run", {"spec": spec(), "gpu": "H100 SXM", "dph_total_usd": number}),
+                  ("estimate_memory", {"spec": spec(seq_len=number), "gpu": "H100 SXM"})]
     with sandbox() as box:
         anyio.run(exercise, mode, calls, box)
 

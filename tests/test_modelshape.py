@@ -91,4 +91,4 @@ def test_unreadable_hf_config_is_refused_naming_the_field(tmp_path: Path, name: 
     with pytest.raises(PreflightError) as info:
         resolve_model(ModelSpec(hf_config=str(tmp_path / name)))
     assert info.value.field == "spec.model.hf_config"
-    assert info.value.allowed == "a readable config.json"
+    assert "config.json" in info.value.allowed  # issue 14: "a regular file holding ..." / "... object" (bad JSON)

@@ -248,7 +248,7 @@ def test_odd_optional_values_are_dropped_with_a_warning() -> None:
 # ---------------------------------------------------------------- bad files: one clear error each
 
 @pytest.mark.parametrize(("text", "got"), [
-    ('[{"id": 1,}]', "not JSON: Expecting property name enclosed in double quotes at line 1, column 11"),
+    ('[{"id": 1,}]', "inline"),  # issue 14: the source is named, the parse error is the hint (never the text)
     ("[]", "an empty list"),
     ('{"offers": []}', "an empty list"),
     ('{"offers": {"id": 1}}', "a JSON object"),
@@ -260,6 +260,8 @@ def test_bad_offer_text_one_clear_error(text: str, got: str) -> None:
     with pytest.raises(PreflightError) as err:
         load_offers(text)
     assert err.value.got == got
+    if got == "inline":
+        assert err.value.hint == "not JSON: Expecting property name enclosed in double quotes at line 1, column 11"
     assert "\n" not in err.value.one_line()
 
 
@@ -272,11 +274,11 @@ def test_bad_files(tmp_path: Path) -> None:
     broken.write_text('[\n {"id": 1\n')
     with pytest.raises(PreflightError, match="line 3, column 1"):
         load_offers(broken)
-    with pytest.raises(PreflightError, match="an existing JSON file"):
+    with pytest.raises(PreflightError, match="a regular file holding a JSON offers file"):
         load_offers(tmp_path / "missing.json")
     # Regression (the MCP fuzz): the OS refuses to look these up; is_file() raised instead of saying no.
     for unlookable in ("A" * 10_000, "offers\x00.json"):
-        with pytest.raises(PreflightError, match="an existing JSON file"):
+        with pytest.raises(PreflightError, match="a regular file holding a JSON offers file"):
             load_offers(unlookable)
     with pytest.raises(PreflightError, match="show instance"):
         load_offers(SHOW_INSTANCE)

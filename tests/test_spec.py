@@ -120,13 +120,14 @@ def test_unknown_model_without_sizes_says_what_to_give() -> None:
 
 def test_bad_files(tmp_path: Path) -> None:
     missing = tmp_path / "nope.json"
-    with pytest.raises(PreflightError, match="file not found"):
+    with pytest.raises(PreflightError, match="it does not exist"):
         load_spec_file(missing)
-    with pytest.raises(PreflightError, match="readable JSON or TOML file"):  # ValueError from open(), not OSError
+    # ValueError from open(), not OSError
+    with pytest.raises(PreflightError, match="a regular file holding a JSON or TOML run spec"):
         load_spec_file(tmp_path / "nul\x00.json")
     latin1 = tmp_path / "latin1.toml"
     latin1.write_bytes(b"# caf\xe9\n")
-    with pytest.raises(PreflightError, match="readable JSON or TOML file"):
+    with pytest.raises(PreflightError, match="a regular file holding a JSON or TOML run spec"):
         load_spec_file(latin1)
     garbage = tmp_path / "bad.json"
     garbage.write_text("{not json")

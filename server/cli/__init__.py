@@ -2,17 +2,20 @@
 
 Each command module exposes ``add_parser(subparsers)`` and sets ``func(args) -> int`` on its parser.
 Bad input anywhere raises :class:`~gpu_preflight.tools.common.errors.PreflightError`; this module prints its
-one line to stderr and exits 2, never a traceback.
+one line to stderr and exits 2, never a traceback. A storage fault (read-only state dir, full disk,
+corrupt database) is turned into the same kind of line by :mod:`gpu_preflight.tools.common.storage`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import sqlite3
 import sys
 from collections.abc import Sequence
 
 from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.common.storage import storage_error
 
 COMMAND_MODULES = (
     "gpu_preflight.server.cli.estimate",
@@ -58,6 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except (sqlite3.Error, OSError) as exc:  # a storage fault: one line saying what to do, not a traceback
+        fault = storage_error(exc)
+        if fault is None:
+            raise
+        sys.stderr.write(f"preflight: error: {fault.one_line()}\n")
+        return 2
     return code
 
 

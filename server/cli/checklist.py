@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.common.files import read_text_file
+from gpu_preflight.tools.common.limits import loads_json
 
 if TYPE_CHECKING:
     from gpu_preflight.checklist.views import ChecklistStatus, GateDecision
@@ -168,24 +170,15 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _evidence(args: argparse.Namespace) -> object:
+    """The evidence JSON from ``--evidence`` or ``--evidence-file`` (a regular file, <= 1 MB, UTF-8)."""
     if args.evidence is not None:
         flag, text = "--evidence", str(args.evidence)
+        source = text  # the caller's own text: a preview of it helps, and leaks nothing
     else:
         flag = "--evidence-file"
-        try:
-            text = Path(args.evidence_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PreflightError(flag, args.evidence_file, "a readable file holding a JSON object",
-                                 type(exc).__name__) from None
-    try:
-        return json.loads(text, parse_constant=lambda name: _non_finite(flag, name))
-    except json.JSONDecodeError as exc:
-        where = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-        raise PreflightError(flag, text, "a JSON object", where) from None
-
-
-def _non_finite(flag: str, name: str) -> float:
-    raise PreflightError(flag, name, "finite numbers", "JSON has no NaN or Infinity")
+        text = read_text_file(args.evidence_file, field=flag, kind="evidence")
+        source = Path(args.evidence_file).name
+    return loads_json(text, field=flag, source=source, allowed="a JSON object")
 
 
 def run_record(args: argparse.Namespace) -> int:

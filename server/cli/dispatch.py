@@ -7,6 +7,8 @@ import re
 import sys
 from typing import Any
 
+from gpu_preflight.tools.common.limits import quantity
+
 PROFILE_CHOICES = ("auto", "generic", "claude", "codex", "gemini")
 """Kept literal so ``preflight --help`` does not import the dispatcher (tests check it equals PROFILE_NAMES)."""
 
@@ -26,7 +28,8 @@ def add_parser(sub: Any) -> None:
                    help="tui: the agent app (auto: from the pane's process)")
     d.add_argument("--on-busy", choices=["refuse", "queue", "wait"], default="refuse",
                    help="tui: a busy agent is refused, gets the prompt in its own queue, or is waited for")
-    d.add_argument("--busy-timeout-s", type=float, default=300.0, help="tui, --on-busy wait: how long to wait")
+    d.add_argument("--busy-timeout-s", type=quantity(0, 86_400, "seconds", lo_open=False),
+                   default=300.0, help="tui, --on-busy wait: how long to wait")
     _socket(d)
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=run_dispatch)
@@ -37,7 +40,7 @@ def add_parser(sub: Any) -> None:
     launch.add_argument("--checklist", required=True, metavar="ID")
     launch.add_argument("--kind", choices=["probe", "full"], default="probe")
     launch.add_argument("--log", default=None, help="training log the run writes")
-    launch.add_argument("--expected-tokens-per-s", type=float, default=None)
+    launch.add_argument("--expected-tokens-per-s", type=quantity(0, 1e9, "tokens/s"), default=None)
     launch.add_argument("--override", default=None, metavar="REASON", help="launch despite a closed gate")
     _socket(launch)
     launch.add_argument("--json", action="store_true")
@@ -53,7 +56,7 @@ def add_parser(sub: Any) -> None:
 
     w = sub.add_parser("wait-idle", help="wait until the agent in a pane finished its turn; print its last lines")
     w.add_argument("target", help="session:window.pane or %%pane_id")
-    w.add_argument("--timeout-s", type=float, default=600.0)
+    w.add_argument("--timeout-s", type=quantity(0, 86_400, "seconds", lo_open=False), default=600.0)
     _socket(w)
     w.add_argument("--json", action="store_true")
     w.set_defaults(func=run_wait_idle)

@@ -8,16 +8,18 @@ import sys
 from typing import Any
 
 from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.common.limits import loads_json, quantity
 
 
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("estimate", help="memory fit, throughput, time and cost for one spec")
     p.add_argument("spec", help="run spec file (.json or .toml)")
     p.add_argument("--gpu", help='catalogue name, e.g. "H100 SXM" (see `preflight gpus`), or a JSON object')
-    p.add_argument("--dph", type=float, default=None, metavar="USD_PER_HOUR", help="price per hour (dph_total)")
-    p.add_argument("--cpu-ram-gb", type=float, default=None, help="host RAM available, GB")
-    p.add_argument("--disk-gb", type=float, default=None, help="disk available, GB")
-    p.add_argument("--inet-down-mbps", type=float, default=None, help="download bandwidth, Mbit/s")
+    p.add_argument("--dph", type=quantity(0, 10_000, "USD/h"),
+                   default=None, metavar="USD_PER_HOUR", help="price per hour (dph_total)")
+    p.add_argument("--cpu-ram-gb", type=quantity(0, 100_000, "GB"), default=None, help="host RAM available, GB")
+    p.add_argument("--disk-gb", type=quantity(0, 1e6, "GB"), default=None, help="disk available, GB")
+    p.add_argument("--inet-down-mbps", type=quantity(0, 1e6, "Mbit/s"), default=None, help="download bandwidth, Mbit/s")
     p.add_argument("--checklist", default=None, metavar="ID", help="attach the result to this checklist")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_estimate)
@@ -36,11 +38,8 @@ def parse_gpu_arg(value: str | None) -> str | dict[str, Any]:
         raise PreflightError("--gpu", value, 'a catalogue name such as "H100 SXM" or a JSON object')
     text = value.strip()
     if text.startswith("{"):
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PreflightError("--gpu", text, "a JSON object with gpu_ram_gb, bf16_tflops, hbm_bw_gbps",
-                                 exc.msg) from None
+        obj = loads_json(text, field="--gpu", source="the --gpu text",
+                         allowed="a JSON object with gpu_ram_gb, bf16_tflops, hbm_bw_gbps")
         if not isinstance(obj, dict):
             raise PreflightError("--gpu", text, "a JSON object")
         return obj

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from gpu_preflight.tools.common.limits import quantity
+
 
 def _source_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
@@ -21,9 +23,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("spec", help="run spec file (.json or .toml)")
     _source_args(p)
     p.add_argument("--rank", choices=["cost", "time"], default="cost")
-    p.add_argument("--max-usd", type=float, default=None, help="budget on the base-scenario cost")
-    p.add_argument("--max-hours", type=float, default=None, help="budget on the base-scenario time")
-    p.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
+    p.add_argument("--max-usd", type=quantity(0, 1e9, "USD"), default=None, help="budget on the base-scenario cost")
+    p.add_argument("--max-hours", type=quantity(0, 1e6, "hours"), default=None, help="budget on the base-scenario time")
+    p.add_argument("--limit", type=quantity(1, 200, "rows", integer=True, lo_open=False),
+                   default=20, help="rows to show (default 20)")
     p.add_argument("--checklist", default=None, metavar="ID", help="attach the table to this checklist")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print one JSON object")
@@ -32,7 +35,8 @@ def add_parser(sub: Any) -> None:
 
     o = sub.add_parser("offers", help="normalize offers (recorded or live) and list them")
     _source_args(o)
-    o.add_argument("--storage-gb", type=float, default=None, help="disk to price a live search for")
+    o.add_argument("--storage-gb", type=quantity(0, 100_000, "GB"),
+                   default=None, help="disk to price a live search for")
     o.add_argument("--json", action="store_true")
     o.set_defaults(func=run_offers)
 

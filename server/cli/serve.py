@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.common.limits import quantity
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -31,7 +32,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--http", action="store_true", help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio")
     p.add_argument("--host", default=None, help=f"address to bind with --http (default {DEFAULT_HOST})")
-    p.add_argument("--port", type=int, default=None, help=f"port to bind with --http (default {DEFAULT_PORT}; 0: any)")
+    p.add_argument("--port", type=quantity(0, 65_535, "port", integer=True, lo_open=False),
+                   default=None, help=f"port to bind with --http (default {DEFAULT_PORT}; 0: any)")
     p.add_argument("--token-env", default=None, metavar="VAR",
                    help="environment variable holding the bearer token every request must carry "
                         "(default PREFLIGHT_HTTP_TOKEN, used when set)")

@@ -100,7 +100,7 @@ def register(mcp: MCPServer) -> None:
         ctx: Context,
         kind: Annotated[Literal["probe", "full"], Field(description="probe: capped calibration run.")] = "probe",
         log_path: Annotated[str | None, Field(default=None, description="Training log the run writes.")] = None,
-        expected_tokens_per_s: Annotated[float | None, Field(default=None, gt=0)] = None,
+        expected_tokens_per_s: Annotated[float | None, Field(default=None, gt=0, le=1e9)] = None,
         override_reason: Annotated[str | None, Field(default=None, max_length=2000,
                                                      description="Launch despite a closed gate (audited).")] = None,
         socket_name: SocketName = None,

@@ -96,6 +96,10 @@ def dispatch(
         raise PreflightError("max_enter_retries", max_enter_retries, "0 to 3")
     if lock_timeout_s < 0 or start_timeout_s <= 0:
         raise PreflightError("timeouts", (lock_timeout_s, start_timeout_s), "lock >= 0 s, start > 0 s")
+    if mode == "tui" and isinstance(text, str):
+        # A prompt's CRLF or CR is a line break in its text (pasted bracketed, never a submit); only a shell
+        # dispatch, which is one command, refuses CR (sanitize_text).
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     clean = sanitize_text(text, controls)
     if not clean.strip():
         raise PreflightError("text", text, "non-empty text")

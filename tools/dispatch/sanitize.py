@@ -3,12 +3,17 @@
 Why each rule (all measured on tmux 3.3a, see the research notes):
 
 * ``\\e[201~`` inside a bracketed paste closes the paste early, and whatever follows it is read as
-  typed keys: ``"a\\e[201~\\rRUN"`` submits ``RUN``. The end (and start) sequences are therefore
-  removed always, whatever the caller asked for.
+  typed keys: ``"a\\e[201~\\rRUN"`` submits ``RUN``. The end (and start) sequences are refused with
+  the reason (even with ``controls="allow"``), or removed when the caller asked ``controls="strip"``;
+  silently removing them hid from the caller that the text was not what it meant to send.
 * Other control characters reach the app raw: ``\\x03`` is SIGINT to a cooked shell, ESC starts
   key sequences. They are refused by default (``controls="reject"``), removed with
   ``controls="strip"``, or kept only when the caller explicitly says ``controls="allow"``.
-* CR and CRLF become LF, so a line break inside pasted text is a newline, never a submit.
+* CR (alone or in CRLF) is a control character like the others. It used to become LF, which made
+  ``"echo safe\\rtouch pwned"`` (one line on the caller's screen) run a second command in a shell
+  dispatch, which is one command. Now it is refused (with ``controls="allow"`` too: a raw CR typed
+  into a TUI is Enter, a submit the caller never asked for) or, with ``controls="strip"``, removed
+  (so CRLF becomes LF). Multi-line text uses LF.
 """
 
 from __future__ import annotations
@@ -40,30 +45,38 @@ def strip_paste_markers(text: str) -> str:
     return text
 
 
-def sanitize_text(text: str, controls: ControlPolicy = "reject", field: str = "text") -> str:
-    """Return ``text`` normalised for pasting, or raise :class:`PreflightError` on a control char.
+def _refuse(field: str, text: str, what: str, offset: int, why: str) -> PreflightError:
+    return PreflightError(field, text, "printable text, TAB and newline (LF)", f"{what} at offset {offset}: {why}")
 
-    Order: paste markers out, CRLF/CR to LF, then the control policy (``strip`` removes whole
-    escape sequences like ``\\e[31m`` first, then any control left).
+
+def sanitize_text(text: str, controls: ControlPolicy = "reject", field: str = "text") -> str:
+    """Return ``text`` normalised for pasting, or raise :class:`PreflightError` naming what was refused.
+
+    Order: paste markers and CR first (refused unless ``strip``, whatever the policy), then the
+    control policy (``strip`` removes whole escape sequences like ``\\e[31m`` first, then any control left).
     """
     if not isinstance(text, str):
         raise PreflightError(field, text, "a string")
     if controls not in CONTROL_POLICIES:
         raise PreflightError("controls", controls, "one of " + ", ".join(CONTROL_POLICIES))
-    text = strip_paste_markers(text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if controls == "allow":
-        return text
     if controls == "strip":
+        text = strip_paste_markers(text).replace("\r\n", "\n").replace("\r", "")
         text = _CSI_SEQ.sub("", text)
         return _CONTROL.sub("", text)
+    marker = PASTE_MARKERS.search(text)
+    if marker:
+        raise _refuse(field, text, "a bracketed-paste marker", marker.start(),
+                      "it would end the paste early and turn what follows into typed keys; "
+                      "pass controls='strip' to remove it")
+    cr = text.find("\r")
+    if cr >= 0:
+        raise _refuse(field, text, "a carriage return (CR or CRLF)", cr,
+                      "a dispatch is one command and CR would submit the text after it as another; "
+                      "use LF for multi-line text or pass controls='strip'")
+    if controls == "allow":
+        return text
     found = _CONTROL.search(text)
     if found:
-        raise PreflightError(
-            field,
-            text,
-            "printable text, TAB and newline",
-            f"control character \\x{ord(found.group()):02x} at offset {found.start()}; "
-            "pass controls='strip' to remove control characters or controls='allow' to send them",
-        )
+        raise _refuse(field, text, f"control character \\x{ord(found.group()):02x}", found.start(),
+                      "pass controls='strip' to remove control characters or controls='allow' to send them")
     return text

@@ -13,7 +13,6 @@ result says so.
 
 from __future__ import annotations
 
-import json
 import tomllib
 from functools import lru_cache
 from importlib import resources
@@ -23,6 +22,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.common.files import read_text_file
+from gpu_preflight.tools.common.limits import loads_json
 from gpu_preflight.tools.estimator.spec import ModelSpec
 
 ShapeSource = Literal["preset", "hf_config", "spec", "inferred"]
@@ -153,13 +154,9 @@ def _family_flags(family: str) -> dict[str, Any]:
 
 
 def _from_hf_config(path: str) -> dict[str, Any]:
-    try:
-        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PreflightError("spec.model.hf_config", path, "a path to a Hugging Face config.json",
-                             "not found") from None
-    except (OSError, ValueError) as exc:  # ValueError: bad JSON, bad UTF-8, or a NUL in the path
-        raise PreflightError("spec.model.hf_config", path, "a readable config.json", str(exc)) from None
+    field = "spec.model.hf_config"
+    text = read_text_file(path, field=field, kind="config")
+    cfg = loads_json(text, field=field, source=Path(path).name, allowed="a Hugging Face config.json object")
     if not isinstance(cfg, dict):
         raise PreflightError("spec.model.hf_config", path, "a config.json object")
     family = str(cfg.get("model_type", ""))

@@ -13,15 +13,15 @@ language of every capability (an option table prices a spec; a probe calibrates 
 
 from __future__ import annotations
 
-import json
 import math
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
+from gpu_preflight.tools.common.files import read_text_file
+from gpu_preflight.tools.common.limits import loads_json, loads_toml
 
 Method = Literal["full", "lora", "qlora"]
 Precision = Literal["bf16", "fp16", "fp32"]
@@ -248,13 +248,8 @@ def _reject_non_finite(data: Any, path: str) -> None:
 def load_spec_file(path: str | Path) -> RunSpec:
     """Load a spec from a ``.json`` or ``.toml`` file (chosen by suffix, else by trying JSON first)."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PreflightError("spec", str(path), "a readable JSON or TOML file", "file not found") from None
-    except (OSError, ValueError) as exc:  # ValueError: bad UTF-8, or a NUL in the path
-        raise PreflightError("spec", str(path), "a readable JSON or TOML file", str(exc)) from None
-    data = parse_spec_text(text, toml=file.suffix.lower() == ".toml")
+    text = read_text_file(file, field="spec", kind="spec")
+    data = parse_spec_text(text, toml=file.suffix.lower() == ".toml", source=file.name)
     spec = parse_spec(data)
     if spec.model.hf_config and not Path(spec.model.hf_config).is_absolute():
         # A relative hf_config is relative to the spec file, like an include.
@@ -263,22 +258,22 @@ def load_spec_file(path: str | Path) -> RunSpec:
     return spec
 
 
-def parse_spec_text(text: str, *, toml: bool = False) -> dict[str, Any]:
+def parse_spec_text(text: str, *, toml: bool = False, source: str = "the spec text") -> dict[str, Any]:
+    """JSON (else TOML) or TOML text to a dict; errors name ``source`` and where it broke, never the text."""
     if not toml:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as json_exc:
+            data = loads_json(text, field="spec", source=source, allowed="JSON or TOML")
+        except PreflightError as json_exc:
+            if "not JSON" not in json_exc.one_line():
+                raise  # nested too deeply, a number too long, NaN: TOML would not read it either
             try:
-                data = tomllib.loads(text)
-            except tomllib.TOMLDecodeError:
-                raise PreflightError(
-                    "spec", text[:40], "JSON or TOML", f"not JSON: {json_exc.msg} at line {json_exc.lineno}"
-                ) from None
+                data = loads_toml(text, field="spec", source=source, allowed="JSON or TOML")
+            except PreflightError as toml_exc:
+                if "not TOML" not in toml_exc.one_line():
+                    raise
+                raise json_exc from None
     else:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise PreflightError("spec", text[:40], "TOML", f"not TOML: {exc}") from None
+        data = loads_toml(text, field="spec", source=source, allowed="TOML")
     if not isinstance(data, dict):
         raise PreflightError("spec", data, "an object with sections model, training, target, overheads")
     return data

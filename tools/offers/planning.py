@@ -31,6 +31,8 @@ def planned_disk_gb(spec: RunSpec) -> float:
 def offers_for(spec: RunSpec | None, *, offers_file: str | None = None, live_query: str | None = None,
                storage_gb: float | None = None, limit: int = 64, field: str = "offers_file") -> OfferSet:
     """``field`` is what the caller calls the file argument (``offers_file`` in MCP, ``--offers`` in the CLI)."""
+    if storage_gb is not None and not (isinstance(storage_gb, int | float) and 0 < storage_gb <= 100_000):
+        raise PreflightError("storage_gb", storage_gb, "a disk size in GB, > 0 and <= 100000")
     if offers_file and live_query:
         raise PreflightError(field, "both a file and a live query", f"one of {field} / live_query")
     if live_query:

@@ -13,7 +13,6 @@ Imported by the telemetry room on purpose: calibration takes an ``OfferSet`` to 
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +20,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation
 
-from gpu_preflight.tools.common.errors import PreflightError, is_existing_file, preview
+from gpu_preflight.tools.common.errors import PreflightError, preview
+from gpu_preflight.tools.common.files import read_text_file
+from gpu_preflight.tools.common.limits import loads_json
 from gpu_preflight.tools.offers.capture_time import CapturedAtSource, age_text, parse_time
 
 __all__ = ["CapturedAtSource", "Offer", "OfferSet", "SkippedRecord", "age_text", "dph_total_for_storage",
@@ -131,20 +132,12 @@ def load_offers(path_or_text: str | Path) -> OfferSet:
     else:
         path = Path(path_or_text)
         source = str(path)
-        if not str(path_or_text).strip() or not is_existing_file(path):
-            raise PreflightError("offers", str(path_or_text), "an existing JSON file, or JSON text")
+        text = read_text_file(path, field="offers", kind="offers")
         try:
-            text = path.read_text(encoding="utf-8")
             mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PreflightError(f"offers ({source})", type(exc).__name__, "a readable UTF-8 JSON file") from None
-    try:
-        data = json.loads(text)
-    except RecursionError:
-        raise PreflightError(f"offers ({source})", "JSON nested too deeply", ALLOWED_SHAPES) from None
-    except json.JSONDecodeError as exc:
-        where = f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
-        raise PreflightError(f"offers ({source})", f"not JSON: {where}", ALLOWED_SHAPES) from None
+        except OSError:
+            mtime = None
+    data = loads_json(text, field="offers", source=Path(source).name, allowed=ALLOWED_SHAPES, numbers=False)
     return offers_from_json(data, source=source, file_mtime=mtime)
 
 
