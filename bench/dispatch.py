@@ -163,9 +163,23 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="20 tries per scenario (about 30 s)")
     parser.add_argument("--tries", type=int, default=None, help="tries per scenario (default 100)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
+                        help="also bench the real Claude Code, Codex and Gemini CLI first (bench/dispatch_real.py)")
+    parser.add_argument("--apps", default="claude,codex,gemini", help="real apps to bench, comma-separated")
     args = parser.parse_args()
     tries = args.tries or (20 if args.quick else 100)
     sys.path.insert(0, str(ROOT))
+    real: list[dict[str, Any]] = []
+    if args.real:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import dispatch_real
+
+        apps = [a.strip() for a in args.apps.split(",") if a.strip()]
+        real = dispatch_real.run_real(15 if args.quick else 56, apps)
+        if not args.json:
+            print("real agent TUIs (scored against the model server's record):")
+            dispatch_real.print_table(real)
+            print("\nfixture stand-in apps (scored against their own logs):")
     folder = Path(tempfile.mkdtemp(prefix="pfbench-"))
     os.environ["PREFLIGHT_STATE_DIR"] = str(folder / "state")
     srv = Server()
@@ -181,7 +195,7 @@ def main() -> int:
     finally:
         srv.kill()
     if args.json:
-        print(json.dumps({"results": results}, indent=1))
+        print(json.dumps({"real_apps": real, "results": results}, indent=1, ensure_ascii=False))
         return 0
     print(f"{'scenario':36} {'tries':>5} {'median':>7} {'p90':>7} {'Enter->proof':>12} {'enters':>6} {'max':>4}"
           f" {'false':>5} {'lost':>4}")

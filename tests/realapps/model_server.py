@@ -53,7 +53,9 @@ _REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.S)
 _INJECTED = ("This is the Gemini CLI", "System: Potential loop detected")
 _PASTE_FRAME = re.compile(r'<pasted_content id="([^"]+)">\n(.*?)\n</pasted_content id="\1">', re.S)
 """Claude Code 2.1.332 sends a multi-line paste framed so; the text inside is the paste, verbatim."""
-_WRAPPED = re.compile(r"^\s*(?:#[^\n]*\n)?\s*<([A-Za-z_][\w-]*)[^>]*>.*</\1>\s*$", re.S)
+_WRAPPED = re.compile(r"^\s*(?:#[^\n]*\n)?\s*(?:<([A-Za-z_][\w-]*)[^>]*>.*?</\1>\s*)+$", re.S)
+"""A part made only of tagged blocks is the app's own: context, or Claude Code's record of a slash command
+(``<command-name>/model</command-name><command-message>…``) sent with the next turn."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ means ``working``, a still screen with a composer means ``idle``.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -46,10 +47,15 @@ def agent_profile(pane: PaneInfo, stats: dict[int, procfs.ProcStat]) -> TuiProfi
     return PROFILES[found] if found else None
 
 
+_ART = re.compile(r"[\u2580-\u259f\u2800-\u28ff]")
+"""Block elements and braille: the glyphs of logos and spinners that animate by themselves (Claude Code's
+welcome logo redraws while the app sits idle: measured, it read as moving output)."""
+
+
 def above_composer(view: AgentView) -> list[str]:
-    """The screen above the composer (the conversation), without lines that animate on their own."""
+    """The screen above the composer (the conversation), without what animates on its own."""
     end = view.composer.first_line if view.composer is not None else len(view.lines)
-    return [line for line in view.lines[:end] if line != view.busy_line]
+    return [_ART.sub("", line) for line in view.lines[:end] if line != view.busy_line]
 
 
 def answer_tail(view: AgentView, count: int = 8) -> list[str]:

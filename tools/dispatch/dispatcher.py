@@ -16,6 +16,7 @@ from gpu_preflight.tools.dispatch import procfs
 from gpu_preflight.tools.dispatch.audit import last_agent_prompt, text_sha256, write_audit
 from gpu_preflight.tools.dispatch.lock import PaneBusy, pane_lock
 from gpu_preflight.tools.dispatch.models import DISPATCH_MODES, DispatchMode, DispatchResult
+from gpu_preflight.tools.dispatch.preflight_pane import BUSY_SETTLE_S
 from gpu_preflight.tools.dispatch.profiles import PROFILE_NAMES, get_profile
 from gpu_preflight.tools.dispatch.sanitize import ControlPolicy, sanitize_text
 from gpu_preflight.tools.dispatch.screen import TuiProfile
@@ -41,17 +42,13 @@ def _pane_pids(tmux: Tmux, pane_id: str) -> list[int]:
     return [pid, *procfs.descendants(pid, procfs.all_stats())]
 
 
-RECENT_SUBMIT_S = 2.0
-"""A prompt submitted here this recently may not show its busy marker yet: look a moment longer,
-but only while the screen is still exactly as it was at that submit's proof (the app has not reacted)."""
-
-
-def _screen_at_last_submit(server_key: str, pane_id: str) -> list[str] | None:
+def _screen_at_last_submit(server_key: str, pane_id: str) -> tuple[list[str], float] | None:
+    """The screen's last lines at the proof of our previous submit here, and how long ago that was."""
     last = last_agent_prompt(server_key, pane_id)
     if last is None:
         return None
     age_s = (datetime.now(UTC) - datetime.fromisoformat(last[1])).total_seconds()
-    return last[2] if 0 <= age_s < RECENT_SUBMIT_S else None
+    return (last[2], age_s) if 0 <= age_s < BUSY_SETTLE_S else None
 
 
 def dispatch(

@@ -20,6 +20,9 @@ from gpu_preflight.tools.dispatch.paneinfo import PaneInfo, fetch_pane
 from gpu_preflight.tools.dispatch.screen import TuiProfile, shell_input_line, shell_prompt_is_empty
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, TmuxError
 
+MAX_DRAFT_RELOOKS = 10
+DRAFT_CONFIRM_S = 0.12
+"""Between the two looks that must agree before a draft is called someone else's text."""
 BUSY_SETTLE_S = 1.0
 """Longest wait for a busy marker right after our own submit (measured: Gemini CLI 0.2-1 s)."""
 CANONICAL_LINE_MAX_BYTES = 4095
@@ -97,18 +100,31 @@ def canonical_mode(tty_path: str) -> bool | None:
         os.close(fd)
 
 
+def _draft_holds(tmux: Tmux, pane: PaneInfo, profile: TuiProfile, text: str) -> bool:
+    """The composer still holds ``text`` a moment later (not one frame of a redraw)."""
+    time.sleep(DRAFT_CONFIRM_S)
+    try:
+        again = read_agent_view(tmux.capture(pane.pane_id, escapes=True), profile, pane.cursor_y)
+    except TmuxError:
+        return True
+    return again.composer is not None and again.composer.text == text
+
+
 def preflight_tui(tmux: Tmux, pane_id: str, *, text: str, profile: TuiProfile, on_busy: str = "refuse",
                   ready_timeout_s: float = 5.0, busy_timeout_s: float = 0.0, cancel_mode: bool = False,
-                  poll_s: float = 0.02, unchanged_since: list[str] | None = None) -> Preflight:
+                  poll_s: float = 0.02, unchanged_since: tuple[list[str], float] | None = None) -> Preflight:
     """An agent TUI owns the terminal, shows an empty composer, no dialog, and is idle (or we queue/wait).
 
     Waits up to ``ready_timeout_s`` for the composer to appear: input sent before an app has
     finished starting is discarded, so an app still booting is waited for, not typed at. With
     ``on_busy="wait"`` a busy agent is waited for up to ``busy_timeout_s``. ``unchanged_since``: the
-    screen's last lines at the proof of our previous submit here (a moment ago). While the screen still
-    shows exactly those, the app has not reacted yet, so an idle-looking screen is watched up to
-    :data:`BUSY_SETTLE_S` for the busy marker it has not drawn yet (Gemini CLI shows its spinner only
-    after a routing request, 0.2-1 s). A screen that moved on costs nothing.
+    screen's last lines at the proof of our previous submit here and that proof's age. While the screen
+    still shows exactly those, the app may not have reacted yet, so an idle-looking screen is watched until
+    :data:`BUSY_SETTLE_S` after that proof for the busy marker it has not drawn yet (Gemini CLI shows its
+    spinner only after a routing request). A screen that moved on, or an older proof, costs nothing.
+
+    Someone's draft is refused only when two looks :data:`DRAFT_CONFIRM_S` apart agree: a single frame
+    caught mid-redraw (Gemini at its first token) can show the history's last prompt as the input line.
     """
     pane, refusal = _common(tmux, fetch_pane(tmux, pane_id), cancel_mode)
     if pane is None or refusal:
@@ -122,6 +138,7 @@ def preflight_tui(tmux: Tmux, pane_id: str, *, text: str, profile: TuiProfile, o
         )
     started = time.monotonic()
     deadline = started + ready_timeout_s
+    relooks = 0
     while True:
         try:
             view = read_agent_view(tmux.capture(pane.pane_id, escapes=True), profile, pane.cursor_y)
@@ -130,6 +147,10 @@ def preflight_tui(tmux: Tmux, pane_id: str, *, text: str, profile: TuiProfile, o
         lines, composer = view.lines, view.composer
         if view.dialog is not None:
             return Preflight(pane=pane, lines=lines, view=view, refusal=f"a dialog is open: {view.dialog!r}")
+        if composer is not None and not composer.empty and relooks < MAX_DRAFT_RELOOKS and not _draft_holds(
+                tmux, pane, profile, composer.text):
+            relooks += 1  # bounded: text that keeps changing (someone typing) is refused after a few looks
+            continue
         if composer is not None and not composer.empty:
             return Preflight(
                 pane=pane, lines=lines, composer=composer, view=view,
@@ -150,8 +171,10 @@ def preflight_tui(tmux: Tmux, pane_id: str, *, text: str, profile: TuiProfile, o
             )
         time.sleep(poll_s)
         pane = fetch_pane(tmux, pane_id) or pane
-    settle = unchanged_since is not None and tail_lines(view.lines, len(unchanged_since)) == unchanged_since
-    settle_until = time.monotonic() + (BUSY_SETTLE_S if settle else 0.0)
+    settle_s = 0.0
+    if unchanged_since is not None and tail_lines(view.lines, len(unchanged_since[0])) == unchanged_since[0]:
+        settle_s = max(0.0, BUSY_SETTLE_S - unchanged_since[1])
+    settle_until = time.monotonic() + settle_s
     while view.busy_line is None and time.monotonic() < settle_until:
         time.sleep(poll_s)
         try:

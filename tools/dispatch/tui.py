@@ -147,7 +147,7 @@ def dispatch_tui(
     busy_timeout_s: float = 0.0,
     cancel_mode: bool = False,
     timing: TuiTiming | None = None,
-    unchanged_since: list[str] | None = None,
+    unchanged_since: tuple[list[str], float] | None = None,
 ) -> DispatchResult:
     """Submit ``text`` (already sanitised) to the agent TUI in ``pane_id``, with proof.
 
