@@ -124,10 +124,14 @@ def test_hung_hf_probe_is_hung_and_never_keep(tmux_srv: TmuxTestServer, tmp_path
     retry_until(lambda: "injected hang" in log.read_text(), timeout_s=120, interval_s=0.5, what="the hang")
     hb = retry_until(lambda: _hung(run_id), timeout_s=30, interval_s=1.0, what="hung")
     assert hb.state == "hung"
-    # calibrate's own heartbeat still uses the fixed 300 s threshold (a step-relative one is not built
-    # yet), so seconds after the hang it cannot say "hung"; 12 steps are under the policy's 20: wait.
+    # calibrate's own heartbeat uses the step-relative threshold: 5 median steps of the log's progress
+    # bar, floored at 60 s. Within it the reason says both clocks and the threshold; past it: hung, kill.
+    early = heartbeat(run_id=run_id)
+    assert early.state == "running" and "hang threshold 60 s" in early.reason and "floored at 60 s" in early.reason
+    retry_until(lambda: heartbeat(run_id=run_id).state == "hung", timeout_s=120, interval_s=2.0, what="auto hung")
     cal, _, _ = calibrate_recorded_run(run_id, SPEC, probe={"gpu": "RTX 4090", "dph_total_usd": 0.3})
-    assert cal.decision.decision == "wait" and cal.decision.numbers["steps_measured"] < 20
+    assert cal.decision.decision == "kill" and cal.decision.numbers["heartbeat_state"] == "hung"
+    assert "past the hang threshold 60 s" in cal.decision.reason
 
 
 def _hung(run_id: str) -> Any:

@@ -50,6 +50,8 @@ def add_parser(sub: Any) -> None:
     h.add_argument("what", nargs="?", help="run id (r + 12 hex) or tmux target; omit with --all")
     h.add_argument("--all", action="store_true", help="every pane (or every run with --runs)")
     h.add_argument("--runs", action="store_true")
+    h.add_argument("--hang-after-s", type=quantity(0, 86_400, "seconds"), default=None,
+                   help="silence that counts as hung (default: 5 median steps of the run's log, >= 60 s; else 300 s)")
     _socket(h)
     h.add_argument("--json", action="store_true")
     h.set_defaults(func=run_heartbeat)
@@ -105,7 +107,8 @@ def run_heartbeat(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.dispatch import heartbeat, heartbeat_all
 
     if args.all:
-        report = heartbeat_all(scope="runs" if args.runs else "panes", socket_name=args.socket_name,
+        report = heartbeat_all(scope="runs" if args.runs else "panes", hang_after_s=args.hang_after_s,
+                               socket_name=args.socket_name,
                                socket_path=args.socket_path)
         if args.json:
             sys.stdout.write(report.model_dump_json() + "\n")
@@ -116,7 +119,7 @@ def run_heartbeat(args: argparse.Namespace) -> int:
     if not args.what:
         raise PreflightError("heartbeat", None, "a run id or a tmux target, or --all")
     is_run = re.fullmatch(r"r[0-9a-f]{12}", args.what) is not None
-    hb = heartbeat(args.what if is_run else None, None if is_run else args.what,
+    hb = heartbeat(args.what if is_run else None, None if is_run else args.what, hang_after_s=args.hang_after_s,
                    socket_name=args.socket_name, socket_path=args.socket_path)
     sys.stdout.write((hb.model_dump_json() if args.json else f"{hb.state}: {hb.reason}") + "\n")
     return 0

@@ -76,7 +76,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("plot", help="PNG of predicted vs measured throughput and GPU utilization")
     _run_options(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT.png")
-    p.add_argument("--tokens-per-step", type=int, default=None, help="turns step times into tokens/s")
+    p.add_argument("--tokens-per-step", type=int, default=None,
+                   help="turns step times into tokens/s (default for a run: its checklist spec's)")
     p.add_argument("--gpu-interval-s", type=float, default=None, help="seconds between untimed dmon rows")
     p.add_argument("--title", default=None)
     p.set_defaults(func=run_plot)
@@ -262,8 +263,11 @@ def run_plot(args: argparse.Namespace) -> int:
             gpu += [s for s in found if isinstance(s, GpuSample)]
     interval = inputs.gpu_interval_s or (10.0 if any(s.timestamp is None for s in gpu) else None)
     timeline = build_timeline(gpu, logs, gpu_interval_s=interval)
+    # A run's own spec gives tokens per step (the checklist's), so its predicted tokens/s and a log that
+    # prints only step times are drawn in one unit without --tokens-per-step.
+    per_step = args.tokens_per_step or inputs.tokens_per_step
     png = plot_png(timeline, predicted_tokens_per_s=inputs.predicted_tokens_per_s,
-                   predicted_step_time_s=inputs.predicted_step_time_s, tokens_per_step=args.tokens_per_step,
+                   predicted_step_time_s=inputs.predicted_step_time_s, tokens_per_step=per_step,
                    num_gpus=inputs.num_gpus, title=args.title or f"run {args.run or Path(str(inputs.log_path)).name}")
     out = Path(args.output)
     try:

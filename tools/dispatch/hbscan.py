@@ -9,6 +9,7 @@ for every process. Logs are read from the end only.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -89,11 +90,12 @@ def settle_dead_status(tmux: Tmux, pane: PaneInfo, tries: int = 3) -> PaneInfo:
 
 @dataclass(frozen=True)
 class LogView:
-    """What a run's log file says about progress."""
+    """What a run's log file says about progress; ``tail`` is its last :data:`LOG_TAIL_BYTES` as text."""
 
     size_bytes: int
     seconds_since_write_s: float
     last_line: str | None
+    tail: str = ""
 
 
 def read_log(path: str, now_epoch_s: float) -> LogView | None:
@@ -108,4 +110,84 @@ def read_log(path: str, now_epoch_s: float) -> LogView | None:
     pieces = [piece.strip() for piece in tail.replace("\r", "\n").split("\n")]
     last = next((piece for piece in reversed(pieces) if piece), None)
     return LogView(size_bytes=info.st_size, seconds_since_write_s=max(0.0, now_epoch_s - info.st_mtime),
-                   last_line=last[:300] if last else None)
+                   last_line=last[:300] if last else None, tail=tail)
+
+
+# Why these and in this order: the end of a crashed run is read by an agent deciding what to change,
+# and "out of memory" (shrink the batch), an NCCL failure (the interconnect or a peer rank) and a kill
+# from outside (the host's OOM killer, a scheduler) each call for a different fix than a bug does.
+# The first pattern that matches a line names its class.
+ERROR_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("oom", re.compile(r"out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|CUDA_ERROR_OUT_OF_MEMORY", re.I)),
+    ("nccl", re.compile(r"\bNCCL\b.*\b(?:error|timeout|timed out|failure)|\bnccl\w*Error\b|DistBackendError", re.I)),
+    ("killed", re.compile(r"(?:^|\s)Killed(?:\s|$)")),
+    ("error", re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Interrupt|Exit)\b(?::.*)?$"
+                         r"|^(?:Segmentation fault|Aborted|Bus error)\b|\bcore dumped\b")),
+)
+
+
+def last_error(lines: list[str]) -> tuple[str, str] | None:
+    """(class, line) of the latest error line in ``lines`` (a log tail or a screen), or None.
+
+    A Python traceback's final line (``RuntimeError: ...``), ``CUDA out of memory``, an NCCL error,
+    bash's ``Killed``; a progress bar printed after the traceback (tqdm on stderr) is skipped over.
+    """
+    for raw in reversed(lines):
+        line = raw.strip()
+        if not line or len(line) > 2000:
+            continue
+        for kind, pattern in ERROR_PATTERNS:
+            if pattern.search(line):
+                return kind, line[:300]
+    return None
+
+
+def end_class(exit_code: int | None, signal: int | None, error_kind: str | None) -> str | None:
+    """How a run ended: ``ok``, ``oom``, ``nccl``, ``killed``, ``interrupted`` or ``error`` (None: no end known).
+
+    OOM and NCCL are told from the error line whatever the code (a CUDA OOM exits 1, a host OOM kill is
+    signal 9 with ``Killed``); Ctrl-C (signal 2, exit 130) is ``interrupted``, as a probe cap stops it.
+    """
+    if exit_code is None and signal is None:
+        return None
+    if signal is None and exit_code is not None and 128 < exit_code <= 192:
+        signal = exit_code - 128  # a shell reports a child killed by signal N as 128 + N
+    if exit_code == 0 and signal is None:
+        return "ok"
+    if error_kind in ("oom", "nccl"):
+        return error_kind
+    if signal == 2:
+        return "interrupted"
+    if signal is not None or error_kind == "killed":
+        return "killed"
+    return "error"
+
+
+_HANDLE = re.compile(r"pf-job'?\s+(j[0-9a-f]{12})\b")
+
+
+def job_lines(screen: list[str], job_id: str | None) -> list[str]:
+    """The screen from the current job's handle line on, without the handle lines of earlier jobs.
+
+    Why: a shell pane keeps earlier jobs' `` bash '.../pf-job' j...`` lines (and their output) on
+    screen; evidence and error lines of this job must not quote them. A handle that tmux wrapped onto
+    two lines is recognised by joining each ``pf-job`` line with the next.
+    """
+    ids: list[str | None] = []
+    for i, line in enumerate(screen):
+        text = line + (" " + screen[i + 1].strip() if "pf-job" in line and i + 1 < len(screen) else "")
+        found = _HANDLE.search(text) if "pf-job" in line else None
+        ids.append(found.group(1) if found else None)
+    start = max((i for i, found in enumerate(ids) if found is not None and found == job_id), default=0)
+    kept: list[str] = []
+    skip_next = False
+    for i in range(start, len(screen)):
+        if skip_next:
+            skip_next = False
+            if ids[i - 1] != job_id and screen[i].strip().startswith(ids[i - 1] or "\x00"):
+                continue  # the wrapped tail of an earlier job's handle
+        if ids[i] is not None and ids[i] != job_id:
+            skip_next = True
+            continue
+        kept.append(screen[i])
+    return kept

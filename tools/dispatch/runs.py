@@ -22,7 +22,7 @@ from gpu_preflight.tools.dispatch.dispatcher import dispatch
 from gpu_preflight.tools.dispatch.models import DispatchResult
 from gpu_preflight.tools.dispatch.sanitize import sanitize_text
 from gpu_preflight.tools.dispatch.schema import open_db
-from gpu_preflight.tools.dispatch.target import validate_target
+from gpu_preflight.tools.dispatch.target import is_pane_spec, make_tmux, resolve_pane_id, validate_any_target
 
 RunKind = Literal["probe", "full"]
 RUN_KINDS: tuple[RunKind, ...] = ("probe", "full")
@@ -90,7 +90,7 @@ def record_run(
         raise PreflightError("predicted_tokens_per_s", predicted_tokens_per_s, "a positive number or None")
     record = RunRecord(
         run_id=_new_run_id(), created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-        target=validate_target(target), pane_id=pane_id, socket_name=socket_name, socket_path=socket_path,
+        target=validate_any_target(target), pane_id=pane_id, socket_name=socket_name, socket_path=socket_path,
         command=command, kind=kind, job_id=job_id, pid=pid, started_at_epoch_s=started_at_epoch_s,
         log_path=log_path, predicted_tokens_per_s=predicted_tokens_per_s, cap_steps=cap_steps,
         cap_seconds=cap_seconds, checklist_id=checklist_id, override_reason=override_reason,
@@ -151,9 +151,14 @@ def launch_command(
     A run is recorded when the job was confirmed started (``submitted``) and also when the
     dispatch is ``unconfirmed`` (the keys went out; the job may still start, and the heartbeat
     will find its start record by job id). Refused or lost dispatches record nothing.
+
+    ``target`` may be any form tmux takes (``probe:cap``, ``session:window``, ``%3``): a form that does
+    not name one pane by itself is resolved once to its ``%id`` (the window's active pane now), and the
+    run records both.
     """
     if kind not in RUN_KINDS:
         raise PreflightError("kind", kind, "probe or full")
+    target = validate_any_target(target)
     # The command's own checks run before the gate, so a refused command leaves no gate decision behind
     # and the error names ``command`` (dispatch() would call it ``text``).
     if not sanitize_text(command, dispatch_options.get("controls", "reject"), field="command").strip():
@@ -162,8 +167,17 @@ def launch_command(
         raise PreflightError("log_path", log_path, "a file path without NUL bytes")
     if gate is not None:
         gate()
-    result = dispatch(target, command, "shell", socket_name=socket_name, socket_path=socket_path,
+    pane = target
+    if not is_pane_spec(target):
+        found = resolve_pane_id(make_tmux(socket_name, socket_path), target)
+        if found is None:
+            return LaunchResult(dispatch=DispatchResult(
+                status="refused", target=target, mode="shell",
+                reason=f"no pane for {target!r} on this tmux server (no such session or window, or wrong socket)"))
+        pane = found
+    result = dispatch(pane, command, "shell", socket_name=socket_name, socket_path=socket_path,
                       **dispatch_options)
+    result.target = target
     if result.status not in {"submitted", "unconfirmed"}:
         return LaunchResult(dispatch=result)
     run = record_run(

@@ -120,6 +120,11 @@ class ThroughputEstimate(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+OVERHEAD_BOUND_STEP_S = 0.005
+"""Below this predicted step time a cold estimate is overhead-bound (a tiny model, a small batch): the
+FLOPs model says microseconds, while launch and framework costs alone take milliseconds per step."""
+
+
 def flops_per_token(m: ResolvedModel, t: TrainingSpec, params_trainable: int) -> FlopsPerToken:
     n = m.matmul_params
     attention = 12.0 * m.n_layers * m.q_dim * t.seq_len
@@ -156,6 +161,12 @@ def cold_estimate(m: ResolvedModel, t: TrainingSpec, gpu: ResolvedGpu, params_tr
         notes.append(f"activation checkpointing: about 20% slower (playbook §4); recompute adds "
                      f"{fpt.hardware / fpt.model - 1:.0%} FLOPs")
     playbook = peak_total * 1e12 * mfu_playbook / fpt.playbook
+    step_s = t.tokens_per_step / base
+    if step_s < OVERHEAD_BOUND_STEP_S:
+        notes.append(
+            f"cold step time {step_s * 1000:.3g} ms (< {OVERHEAD_BOUND_STEP_S * 1000:g} ms): kernel launches, the "
+            "optimizer step, the data loader and Python overhead dominate a step this small, not FLOPs, so the "
+            "real rate can be 10-1000x lower; measure a probe before trusting time or cost")
     return ThroughputEstimate(
         method="cold", confidence="low", tokens_per_s=Scenarios.scaled(base, factors=SCENARIO_FACTORS_COLD),
         tokens_per_s_playbook_band=Scenarios.scaled(base), scenario_factors=SCENARIO_FACTORS_COLD,

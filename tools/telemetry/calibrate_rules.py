@@ -69,6 +69,9 @@ def dead_probe(hb: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
     if end_class:
         numbers["end_class"] = end_class
     tail = f"; last error: {err}" if err and code not in (None, 0) else ""
+    if end_class == "oom":
+        return (f"the probe ran out of memory ({how}){tail}; reduce micro_batch or seq_len (or turn on activation "
+                "checkpointing)"), numbers
     return f"the probe {how}{tail}", numbers
 
 

@@ -2,8 +2,15 @@
 
 Why pure Python (zlib + struct, a 5x7 bitmap font): people would rather look than read, and the
 picture must work on a rented box or in CI without matplotlib and its native wheels. The chart is
-deliberately plain: two panels on one time axis (minutes since the capture began), the playbook's
+deliberately plain: panels on one time axis (minutes since the capture began), the playbook's
 lines drawn in (70% of predicted throughput; 60% GPU utilization), a legend, and axis ticks.
+
+Why a ratio panel and log axes: a prediction can be off by 100x (a cold estimate of a tiny model is
+overhead-bound), and on one linear axis the measured line then lies flat on zero. With a prediction
+the chart adds measured / predicted on a log axis (1 and 0.7 drawn in), and the throughput panel
+turns logarithmic when the two differ by more than :data:`LOG_AXIS_SPAN`. Predicted and measured are
+always in one unit: a per-GPU log rate is not compared with a whole-job prediction unless the GPU
+count is known (then the measured rate is whole-job too).
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ RED: Color = (200, 40, 40)
 GPU_COLORS: tuple[Color, ...] = ((40, 150, 70), (120, 60, 170), (0, 150, 160), (150, 110, 40),
                                  (200, 80, 140), (90, 90, 90), (20, 80, 40), (160, 30, 90))
 WIDTH, HEIGHT, SCALE = 960, 620, 2
+LOG_AXIS_SPAN = 20.0
+GREY: Color = (120, 120, 120)
 FONT: dict[str, str] = {
     '0': "0e11131519110e", '1': "040c040404040e", '2': "0e11010204081f", '3': "1f02040201110e",
     '4': "02060a121f0202", '5': "1f101e0101110e", '6': "0608101e11110e", '7': "1f010204080808",
@@ -128,6 +137,8 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def fmt_tick(value: float) -> str:
+    if 0 < abs(value) < 0.01:
+        return f"{value:.0e}".replace("e-0", "e-")
     if abs(value) >= 1e6:
         return f"{value / 1e6:g}M"
     if abs(value) >= 1e4:
@@ -142,12 +153,19 @@ class Panel:
     """One chart area: ranges, the frame, ticks and a legend."""
 
     def __init__(self, canvas: Canvas, box: tuple[int, int, int, int], x_max: float, y_max: float,
-                 title: str, y_label: str) -> None:
+                 title: str, y_label: str, *, log_min: float | None = None) -> None:
+        """``log_min`` > 0: a logarithmic y axis from the decade below ``log_min`` to the one above ``y_max``."""
         self.c, (self.x0, self.y0, self.x1, self.y1) = canvas, box
         self.xt = nice_ticks(0.0, max(x_max, 1e-9))
-        self.yt = nice_ticks(0.0, max(y_max, 1e-9))
-        self.x_max, self.y_max = self.xt[-1], self.yt[-1]
-        canvas.text(self.x0 - 60, self.y0 - 30, f"{title} ({y_label})")
+        self.log = log_min is not None and log_min > 0
+        if self.log:
+            lo = math.floor(math.log10(log_min or 1.0))
+            hi = max(math.ceil(math.log10(max(y_max, 1e-300))), lo + 1)
+            self.yt = [10.0 ** k for k in range(lo, hi + 1)]
+        else:
+            self.yt = nice_ticks(0.0, max(y_max, 1e-9))
+        self.x_max, self.y_max, self.y_min = self.xt[-1], self.yt[-1], self.yt[0]
+        canvas.text(self.x0 - 60, self.y0 - 30, f"{title} ({y_label}{', log' if self.log else ''})")
         for v in self.yt:
             y = self.py(v)
             canvas.line(self.x0, y, self.x1, y, GRID)
@@ -165,6 +183,10 @@ class Panel:
         return self.x0 + round((self.x1 - self.x0) * x / self.x_max)
 
     def py(self, y: float) -> int:
+        if self.log:
+            lo, hi = math.log10(self.y_min), math.log10(self.y_max)
+            frac = (math.log10(min(max(y, self.y_min), self.y_max)) - lo) / (hi - lo)
+            return self.y1 - round((self.y1 - self.y0) * frac)
         return self.y1 - round((self.y1 - self.y0) * min(max(y, 0.0), self.y_max) / self.y_max)
 
     def draw(self, series: Sequence[Series]) -> None:
@@ -197,10 +219,25 @@ def throughput_points(timeline: Timeline, *, num_gpus: int | None = None,
     return "steps/s", steps
 
 
+def _predicted(unit: str, predicted_tokens_per_s: float | None, predicted_step_time_s: float | None,
+               tokens_per_step: int | None) -> float | None:
+    """The prediction in the measured line's unit, or None when it cannot be put in that unit."""
+    if unit == "tokens/s":
+        if predicted_tokens_per_s:
+            return predicted_tokens_per_s
+        return tokens_per_step / predicted_step_time_s if tokens_per_step and predicted_step_time_s else None
+    if unit == "steps/s":
+        if predicted_step_time_s:
+            return 1.0 / predicted_step_time_s
+        return predicted_tokens_per_s / tokens_per_step if predicted_tokens_per_s and tokens_per_step else None
+    return None  # tokens/s per GPU against a whole-job prediction: the GPU count is unknown
+
+
 def plot_png(timeline: Timeline, *, predicted_tokens_per_s: float | None = None,
              predicted_step_time_s: float | None = None, tokens_per_step: int | None = None,
              num_gpus: int | None = None, title: str = "run") -> bytes:
-    """The two-panel chart as PNG bytes; raises when there is nothing to draw."""
+    """The chart as PNG bytes (throughput, measured/predicted when predicted, GPU utilization); raises
+    when there is nothing to draw."""
     unit, measured = throughput_points(timeline, num_gpus=num_gpus, tokens_per_step=tokens_per_step)
     per_gpu: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for g in timeline.gpu:
@@ -208,32 +245,42 @@ def plot_png(timeline: Timeline, *, predicted_tokens_per_s: float | None = None,
             per_gpu[g.sample.gpu_index].append((g.t_s / 60, g.sample.gpu_util_pct))
     if not measured and not per_gpu:
         raise PreflightError("plot", "no throughput and no GPU utilization", "a training log or nvidia-smi capture")
-    predicted: float | None = None
-    if unit.startswith("tokens/s"):
-        predicted = predicted_tokens_per_s or (
-            tokens_per_step / predicted_step_time_s if tokens_per_step and predicted_step_time_s else None)
-    elif predicted_step_time_s:
-        predicted = 1.0 / predicted_step_time_s
-    elif predicted_tokens_per_s and tokens_per_step:
-        predicted = predicted_tokens_per_s / tokens_per_step
+    predicted = _predicted(unit, predicted_tokens_per_s, predicted_step_time_s, tokens_per_step)
     x_max = max([x for x, _ in measured] + [x for pts in per_gpu.values() for x, _ in pts] + [1e-3])
     canvas = Canvas(WIDTH, HEIGHT)
     canvas.text(20, 12, title[:70], BLACK, 3)
-    top = Panel(canvas, (110, 100, WIDTH - 30, 300), x_max,
-                max([y for _, y in measured] + [predicted or 0.0]) * 1.15, "throughput", unit)
+    values = [y for _, y in measured if y > 0]
+    ratios = [(x, y / predicted) for x, y in measured if y > 0] if predicted else []
+    wide = bool(values and predicted and max(predicted, *values) / min(predicted, *values) > LOG_AXIS_SPAN)
+    top_box = (110, 90, WIDTH - 30, 220) if ratios else (110, 100, WIDTH - 30, 300)
+    top = Panel(canvas, top_box, x_max, max([*values, predicted or 0.0, 0.0]) * 1.15, "throughput", unit,
+                log_min=min([*values, predicted or 0.0]) if wide else None)
     series: list[Series] = [("measured", BLUE, measured, 0)]
     if predicted:
         series += [("predicted", ORANGE, [(0.0, predicted), (top.x_max, predicted)], 10),
                    ("70% of predicted", RED, [(0.0, 0.7 * predicted), (top.x_max, 0.7 * predicted)], 4)]
+    elif predicted_tokens_per_s or predicted_step_time_s:
+        note = ("a whole-job prediction and a per-GPU log: pass --num-gpus" if unit.endswith("per GPU")
+                else "the prediction needs --tokens-per-step to share this unit")
+        canvas.text(top.x0 + 10, top.y0 + 6, note, GREY)
     top.draw(series)
-    bottom = Panel(canvas, (110, 400, WIDTH - 30, 560), x_max, 100.0, "GPU utilization", "%")
+    if ratios:
+        lo, hi = min(y for _, y in ratios), max(y for _, y in ratios)
+        mid = Panel(canvas, (110, 290, WIDTH - 30, 390), x_max, max(hi, 1.0) * 1.15, "measured / predicted", "x",
+                    log_min=min(lo, 0.7) if max(hi, 1.0) / min(lo, 0.7) > 5 else None)
+        mid.draw([("ratio", BLUE, ratios, 0), ("1x", ORANGE, [(0.0, 1.0), (mid.x_max, 1.0)], 10),
+                  ("0.7x", RED, [(0.0, 0.7), (mid.x_max, 0.7)], 4)])
+        median = sorted(y for _, y in ratios)[len(ratios) // 2]
+        canvas.text(mid.x0 + 10, mid.y0 + 6, f"median {median:.3g}x", BLUE)
+    gpu_box = (110, 460, WIDTH - 30, 560) if ratios else (110, 400, WIDTH - 30, 560)
+    bottom = Panel(canvas, gpu_box, x_max, 100.0, "GPU utilization", "%")
     gpu_series: list[Series] = [(f"GPU {i}", GPU_COLORS[n % len(GPU_COLORS)], pts, 0)
                                 for n, (i, pts) in enumerate(sorted(per_gpu.items())[:8])]
     gpu_series.append(("60% line", RED, [(0.0, 60.0), (bottom.x_max, 60.0)], 4))
     bottom.draw(gpu_series)
     if not per_gpu:
         note = "no GPU readings: add an nvidia-smi capture"
-        canvas.text((WIDTH - text_width(note)) // 2, 470, note, (120, 120, 120))
+        canvas.text((WIDTH - text_width(note)) // 2, (gpu_box[1] + gpu_box[3]) // 2 - 7, note, GREY)
     label = "minutes since the capture began"
     canvas.text((WIDTH - text_width(label)) // 2, HEIGHT - 26, label)
     return canvas.png()

@@ -311,6 +311,14 @@ def _measured_tokens(windows: list[Window], num_gpus: int | None) -> float | Non
     return None
 
 
+END_ADVICE = {
+    "oom": "out of memory: reduce micro_batch or seq_len (or turn on activation checkpointing), then relaunch",
+    "nccl": "NCCL failed: check the interconnect and every rank's log before relaunching",
+    "killed": "killed from outside (host OOM killer or a scheduler): check host RAM and limits, then relaunch",
+}
+"""What to change before relaunching, by the heartbeat's ``end_class``; anything else: read the log tail."""
+
+
 def decide_run(hb: dict[str, Any] | None, a: Assessment, logs: list[LogSample],
                gpu_now: NvmlSnapshot | None, cap: ProbeCap | None = None) -> RunDecision:
     """keep / kill / done / wait for a running job (rules in the module doc)."""
@@ -321,8 +329,11 @@ def decide_run(hb: dict[str, Any] | None, a: Assessment, logs: list[LogSample],
             return RunDecision(decision="done", reason="the job exited with code 0: stop the machine if nothing else"
                                " runs on it")
         how = f"signal {signal}" if signal is not None else f"code {code}"
-        return RunDecision(decision="kill", reason=f"the job ended ({how}): the GPU is idle and still billed;"
-                           " read the log tail, fix, relaunch")
+        err = hb.get("last_error_line") if hb else None
+        said = f"; last error: {err}" if err else ""
+        fix = END_ADVICE.get(str(hb.get("end_class")) if hb else "", "read the log tail, fix, relaunch")
+        return RunDecision(decision="kill", reason=f"the job ended ({how}{said}): the GPU is idle and still billed;"
+                           f" {fix}")
     if state == "hung":
         return RunDecision(decision="kill", reason=f"hung: {hb.get('reason') if hb else ''}; stop paying")
     if gpu_now is not None and gpu_now.answer is not None and gpu_now.answer.run_killing:
