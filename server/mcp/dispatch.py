@@ -106,7 +106,7 @@ def register(mcp: MCPServer) -> None:
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, LaunchResult]:
-        """Launch a run if the checklist gate allows `kind`, with confirmed dispatch; records it (run_id)."""
+        """Gate check for `kind`, then a confirmed launch, recorded as a run (run_id)."""
         await ctx.report_progress(0, 1, f"gate check, then launch into {target}")
         with tool_errors():
             launched = await anyio.to_thread.run_sync(lambda: launch_run(
@@ -137,8 +137,7 @@ def register(mcp: MCPServer) -> None:
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, WaitIdleResult]:
-        """After dispatch(mode='tui'): wait for the agent's turn to end (or a dialog, or exit);
-        answer_tail ends its answer."""
+        """After a tui dispatch: wait until the agent's turn ends (or a dialog opens, or it exits)."""
         await ctx.report_progress(0, 1, f"waiting for {target} to be idle")
         with tool_errors():
             w = await anyio.to_thread.run_sync(
@@ -152,7 +151,7 @@ def register(mcp: MCPServer) -> None:
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, HeartbeatReport]:
-        """Heartbeat of every pane of a tmux server, or of every recorded run (one sweep)."""
+        """Heartbeat of every pane of a tmux server, or of every recorded run."""
         with tool_errors():
             report = heartbeat_all(scope=scope, socket_name=socket_name, socket_path=socket_path)
         md = table(["pane/run", "state", "reason"],
@@ -179,7 +178,7 @@ def register(mcp: MCPServer) -> None:
     @mcp.tool(name="list_panes", annotations=READ_ONLY)
     def list_panes_tool(socket_name: SocketName = None, socket_path: SocketPath = None
                         ) -> Annotated[CallToolResult, PaneList]:
-        """Panes of a tmux server: target, command, dead/mode/input state, activity."""
+        """The panes of a tmux server, with their state."""
         with tool_errors():
             panes = list_pane_infos(socket_name, socket_path)
         md = table(["target", "id", "command", "dead", "mode"],
