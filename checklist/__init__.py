@@ -4,6 +4,7 @@ Checklist"; run-calibrated "Important Policy" and Stage A, the probe-first gate)
 Public API (plain Python; the MCP tools and the CLI are thin wrappers over it):
 
 - :func:`start_checklist`, :func:`record_evidence`, :func:`update_spec`, :func:`checklist_status`
+- :func:`record_batch`: every item one tool call answered, in one transaction
 - :func:`checklist_report` (markdown)
 - :mod:`gate`: ``gate.check(checklist_id, kind, override_reason=None, *, offer=None)`` and ``gate.audit``
 - :func:`load_policies` (validate every policy at server start), :func:`policy_text` (MCP resource)
@@ -12,7 +13,13 @@ Public API (plain Python; the MCP tools and the CLI are thin wrappers over it):
 from __future__ import annotations
 
 from gpu_preflight.checklist import gate
-from gpu_preflight.checklist.engine import checklist_status, record_evidence, start_checklist, update_spec
+from gpu_preflight.checklist.engine import (
+    checklist_status,
+    record_batch,
+    record_evidence,
+    start_checklist,
+    update_spec,
+)
 from gpu_preflight.checklist.evidence import SCHEMAS, schema_for
 from gpu_preflight.checklist.policy import POLICY_NAMES, load_policies, load_policy, policy_text
 from gpu_preflight.checklist.report import checklist_report
@@ -39,6 +46,7 @@ __all__ = [
     "load_policies",
     "load_policy",
     "policy_text",
+    "record_batch",
     "record_evidence",
     "schema_for",
     "spec_hash",

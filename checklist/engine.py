@@ -1,7 +1,8 @@
 """The checklist API: start, record evidence, change the spec, read the status.
 
 Why every call opens the database itself: several server processes of one user share the file, so
-no state may live in a process between calls. Each write is one immediate transaction; reads of
+no state may live in a process between calls. Each write is one immediate transaction (all the
+items of one tool call together, :func:`record_batch`); reads of
 the policy (immutable data) happen outside it so the write lock is held only for the insert.
 
 Spec rules: evidence is stamped with the hash of the spec it was computed for (the ``spec``
@@ -19,7 +20,7 @@ from typing import Any
 
 from gpu_preflight.checklist.evaluate import evaluate, evaluate_item, short
 from gpu_preflight.checklist.evidence import field_names, parse_evidence
-from gpu_preflight.checklist.policy import MANUAL_TOOL, POLICY_NAMES, Policy, PolicyName, load_policy
+from gpu_preflight.checklist.policy import MANUAL_TOOL, POLICY_NAMES, Policy, PolicyItem, PolicyName, load_policy
 from gpu_preflight.checklist.spechash import canonical_spec_json, spec_hash
 from gpu_preflight.checklist.store import (
     ChecklistRow,
@@ -74,16 +75,36 @@ def record_evidence(checklist_id: str, item: str, evidence: dict[str, Any], *, s
     ``source`` names the tool that supplied it (``"agent"`` or ``"checklist_record"`` for a manual
     record); it must be one the policy allows for the item, which catches mis-wired tools.
     """
+    if not isinstance(item, str):
+        with closing(open_db()) as conn:
+            policy = load_policy(get_checklist(conn, checklist_id).policy)
+        raise PreflightError("item", item, ", ".join(i.id for i in policy.items))
+    return record_batch(checklist_id, {item: evidence}, source=source, spec=spec)[0]
+
+
+def record_batch(checklist_id: str, items: dict[str, dict[str, Any]], *, source: str,
+                 spec: dict[str, Any] | None = None, context: dict[str, Any] | None = None) -> list[ItemState]:
+    """Record every item one tool call answered, all or nothing: one immediate transaction.
+
+    Why: an estimate's items belong together (the memory fit, the cost table and the tax of one
+    GPU at one price). Recorded one transaction each, a process killed between them left a mix of
+    two estimates that the gate took as complete. Every item is validated before the transaction
+    opens, so one bad item stores none. ``context`` (the GPU option and price the call computed
+    for) is stored on each row; :func:`~gpu_preflight.checklist.evaluate.evaluate` marks rows
+    whose contexts disagree as stale.
+    """
     with closing(open_db()) as conn:
         checklist = get_checklist(conn, checklist_id)
         policy = load_policy(checklist.policy)
-        if not isinstance(item, str):
-            raise PreflightError("item", item, ", ".join(i.id for i in policy.items))
-        entry = policy.item(item)
-        allowed = set(entry.spec.supplied_by) | (MANUAL_SOURCES if MANUAL_TOOL in entry.spec.supplied_by else set())
-        if not isinstance(source, str) or source not in allowed:
-            raise PreflightError("source", source, ", ".join(sorted(allowed)), f"tools that may supply {item}")
-        parsed = parse_evidence(item, entry.schema, evidence, entry.thresholds, policy.probe_caps)
+        parsed: list[tuple[PolicyItem, dict[str, Any]]] = []
+        for item, evidence in items.items():
+            entry = policy.item(item)
+            allowed = set(entry.spec.supplied_by) | (
+                MANUAL_SOURCES if MANUAL_TOOL in entry.spec.supplied_by else set())
+            if not isinstance(source, str) or source not in allowed:
+                raise PreflightError("source", source, ", ".join(sorted(allowed)), f"tools that may supply {item}")
+            value = parse_evidence(item, entry.schema, evidence, entry.thresholds, policy.probe_caps)
+            parsed.append((entry, value.model_dump(mode="json")))
         spec_json = canonical_spec_json(spec)
         with transaction(conn):
             current = get_checklist(conn, checklist.id)
@@ -91,11 +112,15 @@ def record_evidence(checklist_id: str, item: str, evidence: dict[str, Any], *, s
                 set_spec(conn, current.id, spec_json, spec_hash(spec))
                 current = get_checklist(conn, current.id)
             digest = spec_hash(spec) if spec is not None else current.spec_hash
-            row = insert_evidence(conn, current.id, item, entry.schema.schema_name,
-                                  parsed.model_dump(mode="json"), digest, source)
-    state = evaluate_item(policy, entry, row, current.spec_hash)
-    return ItemState(checklist_id=current.id, id=item, state=state.state, reason=state.reason,
-                     evidence_id=row.id, spec_hash=short(digest), source=source, recorded_at=row.recorded_at)
+            rows = [(entry, insert_evidence(conn, current.id, entry.id, entry.schema.schema_name, data, digest,
+                                            source, context)) for entry, data in parsed]
+    states = []
+    for entry, row in rows:
+        state = evaluate_item(policy, entry, row, current.spec_hash)
+        states.append(ItemState(checklist_id=current.id, id=entry.id, state=state.state, reason=state.reason,
+                                evidence_id=row.id, spec_hash=short(digest), source=source,
+                                recorded_at=row.recorded_at))
+    return states
 
 
 def update_spec(checklist_id: str, spec: dict[str, Any]) -> ChecklistStatus:

@@ -99,6 +99,11 @@ class Evidence(StrictModel):
         """A reason when valid evidence reports a failing outcome, else ``None``."""
         return None
 
+    def open_reason(self, thresholds: Any) -> str | None:
+        """Why valid evidence does not close its item yet (a figure the playbook asks for is unknown),
+        and how to close it; ``None`` when it is complete. Shown as ``missing``: nothing failed."""
+        return None
+
     def summary(self, thresholds: Any) -> str:
         """One short line for ``checklist_status``."""
         return "recorded"

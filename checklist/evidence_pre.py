@@ -113,6 +113,15 @@ class MemoryFitEvidence(Evidence):
             problems.append(f"CPU RAM needs {self.cpu_required_gb:.3g} GB of {self.cpu_ram_gb} GB")
         return "; ".join(problems) + " (verdict fail)" if problems else None
 
+    def open_reason(self, thresholds: Any) -> str | None:
+        """Playbook §7 asks for GPU RAM *and* CPU RAM numbers: an unknown host keeps the item open."""
+        if self.cpu_ram_gb is not None:
+            return None
+        return (f"GPU {self.gpu_verdict_basis_gb:.3g}/{self.gpu_ram_gb:.3g} GB {self.gpu_verdict}, but host RAM is "
+                f"unknown (CPU needs {self.cpu_required_gb:.3g} GB): run plan_options with the checklist and "
+                "estimate_run for the offer you pick (its RAM is used), pass a GPU object with cpu_ram_gb "
+                "(CLI --cpu-ram-gb), or record memory_fit with the host's cpu_ram_gb")
+
     def summary(self, thresholds: Any) -> str:
         cpu = f"CPU {self.cpu_required_gb:.3g}/{self.cpu_ram_gb:.3g} GB" if self.cpu_ram_gb else (
             f"CPU needs {self.cpu_required_gb:.3g} GB, host RAM")
@@ -186,6 +195,9 @@ class TimeCostTableEvidence(Evidence):
 class TaxThresholds(StrictModel):
     max_tax_for_expensive: Fraction = 0.25
     tax_tolerance_rel: Annotated[float, Field(gt=0, le=0.5)] = 0.01
+    closes_full_gate_when_over: bool = False
+    """Pre-estimate: a tax over the limit means "not ready for expensive hardware" (playbook §3), so the
+    full gate stays closed for any but the cheapest option of the table (see checklist.evaluate)."""
 
 
 class SetupDebugTaxEvidence(Evidence):

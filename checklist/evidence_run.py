@@ -29,20 +29,33 @@ from gpu_preflight.checklist.evidence_base import (
 
 
 class StageAChecksEvidence(Evidence):
-    """Stage A: quick pre-rent checks that avoid obvious dead ends; any false one fails the item."""
+    """Stage A: quick pre-rent checks that avoid obvious dead ends; any false one fails the item.
+
+    ``cpu_ram_ok`` and ``disk_ok`` are null when the host's RAM or disk is unknown (an estimate for a
+    catalogue GPU): that is not "ok", so the item stays open and says what would close it.
+    """
 
     schema_name: ClassVar[str] = "stage_a_checks"
 
     vram_fits: bool
-    cpu_ram_ok: bool
-    disk_ok: bool
+    cpu_ram_ok: bool | None
+    disk_ok: bool | None
     reliability_network_ok: bool
     notes: str | None = None
+
+    def open_reason(self, thresholds: Any) -> str | None:
+        unknown = []
+        if self.cpu_ram_ok is None:
+            unknown.append("cpu_ram_ok (host RAM unknown: pass cpu_ram_gb with the GPU, or plan_options over "
+                           "offers that list it)")
+        if self.disk_ok is None:
+            unknown.append("disk_ok (disk unknown: give the host's disk_gb, or plan_options over offers)")
+        return "Stage A not known yet: " + "; ".join(unknown) if unknown else None
 
     def _false(self) -> list[str]:
         flags = {"vram_fits": self.vram_fits, "cpu_ram_ok": self.cpu_ram_ok, "disk_ok": self.disk_ok,
                  "reliability_network_ok": self.reliability_network_ok}
-        return [name for name, ok in flags.items() if not ok]
+        return [name for name, ok in flags.items() if ok is False]
 
     def failure(self, thresholds: Any) -> str | None:
         bad = self._false()

@@ -68,7 +68,10 @@ CREATE INDEX gate_decisions_by_checklist ON gate_decisions(checklist_id, id);
 CREATE VIEW gate_overrides AS
     SELECT id, checklist_id, kind, override_reason, missing_json, spec_hash, offer, decided_at
     FROM gate_decisions WHERE allowed = 1 AND gate_open = 0
-"""
+""",
+    # What one tool call computed its evidence for (GPU option, price), shared by every item of the call,
+    # so the gate can tell items of one estimate from a mix of several (see checklist.evaluate).
+    "ALTER TABLE evidence ADD COLUMN context_json TEXT CHECK (context_json IS NULL OR json_valid(context_json))",
 ]
 
 
@@ -94,6 +97,7 @@ class EvidenceRow:
     spec_hash: str
     source: str
     recorded_at: str
+    context: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,11 +161,13 @@ def set_spec(conn: sqlite3.Connection, checklist_id: str, spec_json: str | None,
 
 
 def insert_evidence(conn: sqlite3.Connection, checklist_id: str, item: str, schema_name: str,
-                    evidence: dict[str, Any], spec_hash: str, source: str) -> EvidenceRow:
+                    evidence: dict[str, Any], spec_hash: str, source: str,
+                    context: dict[str, Any] | None = None) -> EvidenceRow:
     cur = conn.execute(
-        "INSERT INTO evidence(checklist_id, item, schema_name, evidence_json, spec_hash, source)"
-        " VALUES (?,?,?,?,?,?) RETURNING *",
-        (checklist_id, item, schema_name, json.dumps(evidence, sort_keys=True), spec_hash, source),
+        "INSERT INTO evidence(checklist_id, item, schema_name, evidence_json, spec_hash, source, context_json)"
+        " VALUES (?,?,?,?,?,?,?) RETURNING *",
+        (checklist_id, item, schema_name, json.dumps(evidence, sort_keys=True), spec_hash, source,
+         None if context is None else json.dumps(context, sort_keys=True)),
     )
     row = cur.fetchone()
     cur.close()
@@ -200,7 +206,8 @@ def gate_decisions(conn: sqlite3.Connection, checklist_id: str) -> list[GateRow]
 def _evidence_row(row: sqlite3.Row) -> EvidenceRow:
     return EvidenceRow(id=int(row["id"]), checklist_id=row["checklist_id"], item=row["item"],
                        schema_name=row["schema_name"], evidence=json.loads(row["evidence_json"]),
-                       spec_hash=row["spec_hash"], source=row["source"], recorded_at=row["recorded_at"])
+                       spec_hash=row["spec_hash"], source=row["source"], recorded_at=row["recorded_at"],
+                       context=json.loads(row["context_json"]) if row["context_json"] else None)
 
 
 def _gate_row(row: sqlite3.Row) -> GateRow:

@@ -31,8 +31,13 @@ CAPABILITY_MODULES = (
 )
 
 
-def create_server() -> MCPServer:
-    """Build a fresh server (tests get one each; ``preflight serve`` runs one over stdio)."""
+def create_server(*, read_only: bool = False) -> MCPServer:
+    """Build a fresh server (tests get one each; ``preflight serve`` runs one over stdio).
+
+    ``read_only`` (``serve --read-only``): tools whose annotations say they run commands, type keys or
+    may destroy something are not registered at all (see :func:`..annotations.allowed_read_only`), so a
+    client cannot call them, whatever it sends.
+    """
     from gpu_preflight.server import __version__
     from gpu_preflight.server._errors import install_strict_tools
     from gpu_preflight.server.outschemas import deferred_output_schemas
@@ -42,6 +47,13 @@ def create_server() -> MCPServer:
         for name in CAPABILITY_MODULES:
             module = importlib.import_module(name)
             module.register(mcp)
+    if read_only:
+        from gpu_preflight.server.annotations import allowed_read_only
+
+        for tool in mcp._tool_manager.list_tools():
+            if not allowed_read_only(tool.annotations):
+                mcp.remove_tool(tool.name)
+                log.info("read-only: %s not registered", tool.name)
     _compact_input_schemas(mcp)
     install_strict_tools(mcp)  # unknown arguments, extremes and one-line errors, for every capability
     return mcp

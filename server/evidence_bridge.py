@@ -3,13 +3,19 @@
 Why an explicit mapping: evidence schemas refuse unknown fields so a tool wired to the wrong item
 is caught; this module is the one place that says which estimate number answers which playbook
 item (pre-estimation §7), and which tool supplied it.
+
+Why one batch per call: everything one tool call answers is recorded in one transaction
+(:func:`~gpu_preflight.checklist.record_batch`), stamped with the GPU option and price it was computed
+for, so a crash cannot leave half of one estimate beside half of another, and the gate can tell a
+mix of two calls (H100 memory fit, RTX 4090 cost table) from one estimate.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gpu_preflight.checklist import checklist_status, record_evidence
+from gpu_preflight.checklist import checklist_status, record_batch
+from gpu_preflight.checklist.store import latest_evidence, open_db
 from gpu_preflight.checklist.views import ChecklistStatus
 from gpu_preflight.tools.estimator.estimate import RunEstimate
 from gpu_preflight.tools.estimator.spec import RunSpec
@@ -53,12 +59,51 @@ def estimate_evidence(e: RunEstimate, *, include_time_cost: bool = True) -> dict
     return items
 
 
-def attach_items(checklist_id: str, spec: RunSpec, items: dict[str, dict[str, Any]], tool: str) -> ChecklistStatus:
-    """Record each item as evidence computed for ``spec`` by ``tool``; return the checklist status."""
-    spec_dict = spec.model_dump(mode="json", exclude_none=True)
-    for item, evidence in items.items():
-        record_evidence(checklist_id, item, evidence, source=tool, spec=spec_dict)
+def attach_items(checklist_id: str, spec: RunSpec, items: dict[str, dict[str, Any]], tool: str,
+                 context: dict[str, Any] | None = None) -> ChecklistStatus:
+    """Record the items as evidence computed for ``spec`` by ``tool``, all in one transaction; return
+    the checklist status. ``context`` is the GPU option and price the call computed for."""
+    if items:
+        record_batch(checklist_id, items, source=tool, spec=spec.model_dump(mode="json", exclude_none=True),
+                     context=context)
     return checklist_status(checklist_id)
+
+
+def estimate_context(e: RunEstimate) -> dict[str, Any]:
+    """The offer an estimate is for: ``"<n>x <GPU>"`` (as the option table names it) and its price."""
+    return {"gpu_option": f"{e.gpu.num_gpus}x {e.gpu.name}", "dph_total_usd": e.train.dph_total_usd}
+
+
+def plan_options_rows(checklist_id: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The option rows of the checklist's newest time/cost table, when computed for this same spec."""
+    from contextlib import closing
+
+    from gpu_preflight.checklist.spechash import spec_hash
+
+    with closing(open_db()) as conn:
+        table = latest_evidence(conn, checklist_id).get("time_cost_table")
+    if table is None or table.spec_hash != spec_hash(spec):
+        return []
+    return list(table.evidence.get("options", []))
+
+
+def offer_host_ram(options: list[dict[str, Any]], context: dict[str, Any]) -> float | None:
+    """Host RAM of the offer the checklist's option table lists for this GPU option and price.
+
+    Why: the playbook asks for the CPU RAM figure, and an estimate for a catalogue GPU has none;
+    the offer the agent picked from ``plan_options`` carries it (Vast's share of the host's RAM).
+    Only an exact option match at the same price (within 1%) counts.
+    """
+    price = context.get("dph_total_usd")
+    if price is None:
+        return None
+    want = str(context["gpu_option"]).lower()
+    for row in options:
+        ram = row.get("cpu_ram_gb")
+        if (ram is not None and str(row.get("gpu_option", "")).lower() == want
+                and abs(float(row["dph_total_usd"]) - float(price)) <= 0.01 * float(price)):
+            return float(ram)
+    return None
 
 
 def stage_a_evidence(e: RunEstimate, *, reliability: float | None = None) -> dict[str, Any]:
@@ -69,10 +114,12 @@ def stage_a_evidence(e: RunEstimate, *, reliability: float | None = None) -> dic
         notes.append("network speed unknown")
     if reliability is None:
         notes.append("reliability unknown")
+    # Unknown is not ok (null): Stage A's item stays open until the host's RAM and disk are known.
+    cpu, disk = e.memory.cpu.verdict, e.memory.disk.verdict
     evidence: dict[str, Any] = {
         "vram_fits": e.memory.gpu.verdict != "fail",
-        "cpu_ram_ok": e.memory.cpu.verdict != "fail",
-        "disk_ok": e.memory.disk.verdict != "fail",
+        "cpu_ram_ok": None if cpu == "unknown" else cpu != "fail",
+        "disk_ok": None if disk == "unknown" else disk != "fail",
         "reliability_network_ok": not net.dominates_setup and (reliability is None or reliability >= 0.9),
     }
     if notes:
@@ -91,12 +138,22 @@ def attach_estimate(checklist_id: str, spec: RunSpec, e: RunEstimate, tool: str 
     run-calibrated: an estimate answers Stage A (the minimal pre-rent checks) only; the rest comes
     from the probe.
     """
+    context = estimate_context(e)
     if _policy(checklist_id) == "run-calibrated":
-        return attach_items(checklist_id, spec, {"stage_a_checks": stage_a_evidence(e)}, tool)
+        return attach_items(checklist_id, spec, {"stage_a_checks": stage_a_evidence(e)}, tool, context)
     items = estimate_evidence(e)
+    options = plan_options_rows(checklist_id, spec.model_dump(mode="json", exclude_none=True))
+    if options and "time_cost_table" in items:  # the option table stays beside the chosen offer's figures
+        items["time_cost_table"]["options"] = options
+    if items["memory_fit"]["cpu_ram_gb"] is None:
+        ram = offer_host_ram(options, context)
+        if ram is not None:
+            from gpu_preflight.tools.estimator.memory_host import cpu_verdict
+
+            items["memory_fit"] |= {"cpu_ram_gb": ram, "cpu_verdict": cpu_verdict(e.memory.cpu.required_gb, ram)}
     if tool == "estimate_memory":
         items = {"memory_fit": items["memory_fit"]}
-    return attach_items(checklist_id, spec, items, tool)
+    return attach_items(checklist_id, spec, items, tool, context)
 
 
 def plan_evidence(plan: PlanResult, setup_debug_hours: float) -> dict[str, dict[str, Any]]:
@@ -131,10 +188,20 @@ def attach_plan(checklist_id: str, spec: RunSpec, plan: PlanResult) -> Checklist
                                         "reliability_network_ok": False, "notes": "no offer passed the fit checks"}}
         else:
             best = plan.rows[0]
-            items = {"stage_a_checks": {"vram_fits": True, "cpu_ram_ok": True, "disk_ok": True,
+            # Disk is bought with the rental (the price is repriced for the run's disk); host RAM is the offer's.
+            items = {"stage_a_checks": {"vram_fits": True, "cpu_ram_ok": True if best.cpu_ram_gb else None,
+                                        "disk_ok": True,
                                         "reliability_network_ok": not any(
                                             r.code in ("low_reliability", "slow_download") for r in best.major_risks),
                                         "notes": f"top offer {best.gpu_option} (id {best.offer_id})"}}
-        return attach_items(checklist_id, spec, items, "plan_options")
+        return attach_items(checklist_id, spec, items, "plan_options", _plan_context(plan))
     setup = spec.overheads.setup_debug_hours
-    return attach_items(checklist_id, spec, plan_evidence(plan, 1.0 if setup is None else setup), "plan_options")
+    return attach_items(checklist_id, spec, plan_evidence(plan, 1.0 if setup is None else setup), "plan_options",
+                        _plan_context(plan))
+
+
+def _plan_context(plan: PlanResult) -> dict[str, Any] | None:
+    """The top-ranked offer, which the table's items describe."""
+    if not plan.rows:
+        return None
+    return {"gpu_option": plan.rows[0].gpu_option, "dph_total_usd": plan.rows[0].dph_total_usd}

@@ -37,14 +37,15 @@ def serve_cmd(*args: str) -> list[str]:
 
 
 @contextmanager
-def http_server(tmp: Path, token: str = TOKEN) -> Iterator[HttpServer]:
-    """``preflight serve --http`` with its own state dir and ``token`` in the env, on a free loopback port."""
+def http_server(tmp: Path, token: str = TOKEN, extra: tuple[str, ...] = ()) -> Iterator[HttpServer]:
+    """``preflight serve --http`` with its own state dir and ``token`` in the env, on a free loopback port;
+    ``extra`` are more ``serve`` flags."""
     env = {**os.environ, "PREFLIGHT_STATE_DIR": str(tmp / "state"), "PREFLIGHT_HTTP_TOKEN": token}
     for attempt in range(3):  # a free port can be taken between the probe and the bind: retry, bounded
         port = _free_port()
         stderr_path = tmp / f"serve-{attempt}.err"
         with stderr_path.open("wb") as err:
-            proc = subprocess.Popen(serve_cmd("--http", "--port", str(port)), env=env, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(serve_cmd("--http", "--port", str(port), *extra), env=env, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + STARTUP_S
         while time.monotonic() < deadline and proc.poll() is None:

@@ -24,6 +24,7 @@ import pytest
 
 from gpu_preflight.checklist import checklist_status, start_checklist
 from gpu_preflight.checklist.examples import example
+from gpu_preflight.checklist.store import MIGRATIONS
 
 RECORDER = r"""
 import json, os, sys, time
@@ -133,5 +134,6 @@ def test_two_processes_creating_a_fresh_database_at_once(state_dir: Path) -> Non
         assert proc.returncode == 0, err
         ids.append(out.strip())
     with closing(sqlite3.connect(state_dir / "preflight.sqlite3")) as conn:
-        assert conn.execute("SELECT version FROM schema_migrations WHERE component = 'checklist'").fetchall() == [(1,)]
+        versions = conn.execute("SELECT version FROM schema_migrations WHERE component = 'checklist'").fetchall()
+        assert versions == [(len(MIGRATIONS),)]
         assert sorted(r[0] for r in conn.execute("SELECT id FROM checklists")) == sorted(ids)

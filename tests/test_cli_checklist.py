@@ -74,7 +74,7 @@ def test_pre_estimate_through_the_cli(tmp_path: Path) -> None:
     assert "--override REASON" in closed.stderr and closed.stdout == ""
 
     # The estimator attaches to the checklist started with the same spec file: nothing is stale.
-    out = run("estimate", SPEC, "--gpu", "H100 SXM", "--checklist", checklist_id)
+    out = run("estimate", SPEC, "--gpu", "H100 SXM", "--cpu-ram-gb", "256", "--checklist", checklist_id)
     assert out.returncode == 0, out.stderr
     states = {i["id"]: i["state"] for i in status(checklist_id)["items"]}
     assert states == {"memory_fit": "done", "throughput_prediction": "done", "time_cost_table": "missing",

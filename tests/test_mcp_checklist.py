@@ -25,6 +25,9 @@ from gpu_preflight.checklist.examples import example
 pytestmark = pytest.mark.anyio
 
 GPU = "H100 SXM"
+# The gate wants the host RAM too (playbook §7: GPU RAM + CPU RAM); a catalogue name carries none.
+HOST_GPU = {"name": "H100 SXM", "gpu_ram_gb": 79.6, "bf16_tflops": 989.0, "hbm_bw_gbps": 3350.0,
+            "cpu_ram_gb": 256.0, "disk_gb": 500.0}
 PRE_ITEMS = ["memory_fit", "throughput_prediction", "time_cost_table", "setup_debug_tax", "validation_gates"]
 RUN_ITEMS = ["stage_a_checks", "probe_measurements", "live_estimate", "setup_debug_tax", "decision"]
 UNKNOWN = "ck-000000000000"
@@ -90,7 +93,7 @@ async def test_pre_estimate_walk(mcp_client: Client) -> None:
     assert "Supply memory_fit" in closed["next_step"]
 
     # estimate_memory fills memory_fit only: probe opens with its caps, full stays closed.
-    await _ok(mcp_client, "estimate_memory", spec=spec, gpu=GPU, checklist_id=cid)
+    await _ok(mcp_client, "estimate_memory", spec=spec, gpu=HOST_GPU, checklist_id=cid)
     status = await _ok(mcp_client, "checklist_status", checklist_id=cid)
     assert status["gate"] == {"probe": True, "full": False}
     assert status["missing"] == PRE_ITEMS[1:]
@@ -99,7 +102,7 @@ async def test_pre_estimate_walk(mcp_client: Client) -> None:
 
     # estimate_run without a price fills all but the time/cost table, which the agent records by hand
     # from the estimate's own hours at the price it was quoted.
-    estimate = await _ok(mcp_client, "estimate_run", spec=spec, gpu=GPU, checklist_id=cid)
+    estimate = await _ok(mcp_client, "estimate_run", spec=spec, gpu=HOST_GPU, checklist_id=cid)
     states = await _states(mcp_client, cid)
     assert states["time_cost_table"] == "missing"
     assert {states[i] for i in PRE_ITEMS if i != "time_cost_table"} == {"done"}
@@ -142,7 +145,7 @@ async def test_pre_estimate_walk(mcp_client: Client) -> None:
     assert overridden["override_reason"] == reason and overridden["missing"] == PRE_ITEMS
 
     # Re-estimating the new spec (with a price this time) brings every item back.
-    await _ok(mcp_client, "estimate_run", spec=bigger, gpu=GPU, dph_total_usd=19.2, checklist_id=cid)
+    await _ok(mcp_client, "estimate_run", spec=bigger, gpu=HOST_GPU, dph_total_usd=19.2, checklist_id=cid)
     assert set((await _states(mcp_client, cid)).values()) == {"done"}
     assert (await _ok(mcp_client, "gate_check", checklist_id=cid, kind="full"))["allowed"] is True
 
@@ -204,7 +207,7 @@ async def test_a_cost_that_rounds_to_zero_still_fills_the_time_cost_item(mcp_cli
 
 async def test_estimate_run_attaches_to_a_run_calibrated_checklist(mcp_client: Client) -> None:
     cid = (await _ok(mcp_client, "checklist_start", run_name="rc", policy="run-calibrated", spec=_llama()))["id"]
-    await _ok(mcp_client, "estimate_run", spec=_llama(), gpu=GPU, checklist_id=cid)
+    await _ok(mcp_client, "estimate_run", spec=_llama(), gpu=HOST_GPU, checklist_id=cid)
     states = await _states(mcp_client, cid)
     assert states["stage_a_checks"] == "done"
     status = await _ok(mcp_client, "checklist_status", checklist_id=cid)

@@ -4,7 +4,10 @@ Why stdio stays the default: Claude Code and Codex spawn stdio servers themselve
 bind and nobody else able to call in. ``--http`` is for an agent on another machine reaching this one
 through an SSH tunnel (``ssh -L 8765:127.0.0.1:8765 box``): it binds to loopback unless told
 otherwise, refuses a non-loopback bind without a bearer token, and keeps the SDK's DNS-rebinding
-protection on (see :mod:`gpu_preflight.server.http_auth`). Everything is logged to stderr.
+protection on (see :mod:`gpu_preflight.server.http_auth`), and drops slow clients (header and body
+deadlines, a per-client connection cap: :mod:`gpu_preflight.server.http_limits`). ``--read-only`` leaves
+out the tools that run commands or type keys; ``--allow-path`` confines the files callers may name.
+Everything is logged to stderr.
 """
 
 from __future__ import annotations
@@ -39,20 +42,56 @@ def add_parser(sub: Any) -> None:
                         "(default PREFLIGHT_HTTP_TOKEN, used when set)")
     p.add_argument("--allow-host", action="append", default=None, metavar="NAME",
                    help="extra Host header value clients use (repeatable), e.g. the box's name for a 0.0.0.0 bind")
+    p.add_argument("--header-timeout-s", type=quantity(0.1, 3600, "s"), default=None,
+                   help="with --http: drop a request whose headers are not complete in this time (default 10)")
+    p.add_argument("--body-timeout-s", type=quantity(0.1, 3600, "s"), default=None,
+                   help="with --http: drop a request whose body is not complete in this time (default 30)")
+    p.add_argument("--max-connections-per-client", type=quantity(1, 10_000, "connections", integer=True, lo_open=False),
+                   default=None, help="with --http: open connections one client address may hold (default 32)")
+    p.add_argument("--read-only", action="store_true",
+                   help="do not register tools that run commands or type keys (dispatch, launch_run); "
+                        "estimates, checklists and the gate stay")
+    p.add_argument("--allow-path", action="append", default=None, metavar="DIR",
+                   help="read caller-named files (specs, hf_config, offers, evidence) only under DIR "
+                        "(repeatable; the state directory is always allowed)")
     p.set_defaults(func=run)
+
+
+def apply_allow_paths(dirs: list[str] | None) -> None:
+    """Set the reader's folder allow-list (:mod:`gpu_preflight.tools.common.files`) for this process.
+
+    Through the environment: the reader checks it on every call, in every worker thread, and a
+    server re-executed by a supervisor keeps it.
+    """
+    import os
+
+    from gpu_preflight.tools.common.files import ALLOW_PATHS_ENV
+
+    if not dirs:
+        return
+    roots = []
+    for entry in dirs:
+        real = os.path.realpath(os.path.expanduser(entry))
+        if not entry.strip() or not os.path.isdir(real) or os.pathsep in real:
+            raise PreflightError("--allow-path", entry, "an existing folder")
+        roots.append(real)
+    os.environ[ALLOW_PATHS_ENV] = os.pathsep.join(roots)
 
 
 def run(args: argparse.Namespace) -> int:
     # Client logging is deprecated in the 2026 protocol; hosts capture stderr, so log there.
     logging.basicConfig(stream=sys.stderr, level=args.log_level, format="%(asctime)s %(name)s %(message)s")
+    apply_allow_paths(args.allow_path)
     if not args.http:
         for flag, value in (("--host", args.host), ("--port", args.port), ("--token-env", args.token_env),
-                            ("--allow-host", args.allow_host)):
+                            ("--allow-host", args.allow_host), ("--header-timeout-s", args.header_timeout_s),
+                            ("--body-timeout-s", args.body_timeout_s),
+                            ("--max-connections-per-client", args.max_connections_per_client)):
             if value is not None:
                 raise PreflightError(flag, value, "only with --http (stdio needs no address)")
         from gpu_preflight.server.app import create_server
 
-        create_server().run("stdio")
+        create_server(read_only=args.read_only).run("stdio")
         return 0
     return run_http(args)
 
@@ -72,23 +111,34 @@ def run_http(args: argparse.Namespace) -> int:
             hint=f"export {token_var}=$(openssl rand -hex 32), or keep 127.0.0.1 and tunnel with ssh -L")
     if token is None:
         log.warning("no bearer token (%s unset): any local process can call the tools", token_var)
-    app = build_app(host, port, token, args.allow_host)
-    return _serve(app, host, port, token_var if token else None, args.log_level)
+    app = build_app(host, port, token, args.allow_host, read_only=args.read_only)
+    from gpu_preflight.server.http_limits import SlowClientLimits
+
+    defaults = SlowClientLimits()
+    limits = SlowClientLimits(
+        header_timeout_s=args.header_timeout_s or defaults.header_timeout_s,
+        body_timeout_s=args.body_timeout_s or defaults.body_timeout_s,
+        max_per_client=args.max_connections_per_client or defaults.max_per_client)
+    return _serve(app, host, port, token_var if token else None, args.log_level, limits)
 
 
-def build_app(host: str, port: int, token: str | None, allow_hosts: list[str] | None = None) -> Any:
-    """The ASGI app: the SDK's streamable HTTP app with explicit rebinding settings, behind the token check."""
+def build_app(host: str, port: int, token: str | None, allow_hosts: list[str] | None = None, *,
+              read_only: bool = False) -> Any:
+    """The ASGI app: the SDK's streamable HTTP app with explicit rebinding settings, behind the token check
+    and the slow-client limits (:class:`~gpu_preflight.server.http_limits.SlowClientLimits`)."""
     from gpu_preflight.server.app import create_server
     from gpu_preflight.server.http_auth import BearerTokenMiddleware, transport_security
 
-    mcp = create_server()
+    mcp = create_server(read_only=read_only)
     app: Any = mcp.streamable_http_app(
         streamable_http_path=MCP_PATH, transport_security=transport_security(host, port, allow_hosts), host=host)
     return BearerTokenMiddleware(app, token) if token else app
 
 
-def _serve(app: Any, host: str, port: int, token_var: str | None, log_level: str) -> int:
+def _serve(app: Any, host: str, port: int, token_var: str | None, log_level: str, limits: Any) -> int:
     import uvicorn
+
+    from gpu_preflight.server.http_limits import uvicorn_options
 
     class _Server(uvicorn.Server):
         """uvicorn, plus one line on stderr once the socket is bound, with the real port (``--port 0``)."""
@@ -105,7 +155,7 @@ def _serve(app: Any, host: str, port: int, token_var: str | None, log_level: str
 
     # log_config=None: uvicorn's own config sends access lines to stdout; ours sends everything to stderr.
     config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level=log_level.lower(),
-                            timeout_graceful_shutdown=3, server_header=False)
+                            timeout_graceful_shutdown=3, server_header=False, **uvicorn_options(limits))
     server = _Server(config)
     server.run()
     return 0 if server.started else 1

@@ -14,6 +14,14 @@ characters of whatever was read (``got 'root:$6$...'``). Here:
 
 Telemetry logs (``ingest``, ``--log``, ``--nvsmi``, ``--probe``) should read through
 :func:`read_text_file` too, with ``kind="log"``.
+
+Folder allow-list (``preflight serve --allow-path DIR``): when ``$PREFLIGHT_ALLOW_PATHS`` holds folders
+(``os.pathsep``-separated; serve sets it), a file outside all of them and outside the state directory
+is refused naming the argument, before it is opened (a device is never touched) and again on the
+opened descriptor's real path (``/proc/self/fd``), so a symlink or ``..`` cannot lead out and a path
+swapped between the two checks is caught. Why here: every caller-named file goes through this one
+reader, so one check covers the spec, ``hf_config``, offers and evidence files; a reader elsewhere
+calls :func:`check_allowed`.
 """
 
 from __future__ import annotations
@@ -41,6 +49,49 @@ _WHAT: dict[FileKind, str] = {
 _KINDS = {stat.S_IFDIR: "a directory", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
           stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket"}
 _CHUNK = 1 << 20
+ALLOW_PATHS_ENV = "PREFLIGHT_ALLOW_PATHS"
+
+
+def allowed_roots() -> list[str] | None:
+    """The folders files may be read from (real paths, the state directory included), or ``None``: any.
+
+    Read from the environment on every call, so ``serve`` sets it once and worker threads, and the
+    tests, see the same value without a module global to reset.
+    """
+    raw = os.environ.get(ALLOW_PATHS_ENV, "")
+    roots = [os.path.realpath(p) for p in raw.split(os.pathsep) if p.strip()]
+    if not roots:
+        return None
+    from gpu_preflight.tools.common.state import state_dir
+
+    roots.append(os.path.realpath(state_dir(create=False)))
+    return roots
+
+
+def _inside(real: str, roots: list[str]) -> bool:
+    return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+def check_allowed(path: str | os.PathLike[str], *, field: str) -> None:
+    """Refuse ``path`` (naming ``field``) when an allow-list is set and its real path is outside it."""
+    roots = allowed_roots()
+    name = os.fspath(path)
+    if roots is not None and not _inside(os.path.realpath(name), roots):
+        raise PreflightError(field, name, f"a file under an allowed folder: {', '.join(roots)}",
+                             "the server was started with --allow-path; other folders are refused")
+
+
+def _check_fd_allowed(fd: int, name: str, field: str) -> None:
+    roots = allowed_roots()
+    if roots is None:
+        return
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no procfs: the check before opening stands
+        return
+    if not _inside(real, roots):
+        raise PreflightError(field, name, f"a file under an allowed folder: {', '.join(roots)}",
+                             "the path changed while it was opened; other folders are refused")
 
 
 def _refuse(field: str, path: str, kind: FileKind, why: str) -> PreflightError:
@@ -56,6 +107,7 @@ def read_bytes_file(path: str | os.PathLike[str], *, field: str, kind: FileKind,
         raise PreflightError(field, name, f"a path to a regular file holding {_WHAT[kind]}")
     if "\x00" in name:
         raise _refuse(field, name, kind, "the path holds a NUL byte")
+    check_allowed(name, field=field)
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
@@ -64,6 +116,7 @@ def read_bytes_file(path: str | os.PathLike[str], *, field: str, kind: FileKind,
                errno.ENAMETOOLONG: "the path is too long", errno.EISDIR: "it is a directory"}
         raise _refuse(field, name, kind, why.get(exc.errno or 0, exc.strerror or "cannot open it")) from None
     try:
+        _check_fd_allowed(fd, name, field)
         info = os.fstat(fd)
         fmt = stat.S_IFMT(info.st_mode)
         if fmt != stat.S_IFREG:
