@@ -73,12 +73,15 @@ def test_ingest_exact_values_and_human_output() -> None:
 
 
 @pytest.mark.parametrize(("args", "needle"), [
-    (["ingest", "/no/such.log"], "preflight: error: FILE: got '/no/such.log'; allowed: an existing readable file"),
+    (["ingest", "/no/such.log"], "preflight: error: FILE: got '/no/such.log'; allowed: a regular file holding "
+     "a text log (it does not exist)"),
     (["ingest", str(NANOGPT), "--format", "csv"], "preflight: error: fmt: got 'csv'"),
     (["check"], "preflight: error: RUN: got None; allowed: a run id, or --log FILE"),
     (["check", "r-missing"], "preflight: error: run_id: got 'r-missing'"),
-    (["check", "--log", str(NANOGPT), "--window-s", "-5"], "preflight: error: window_s: got -5.0"),
-    (["watch", "--log", str(NANOGPT), "--interval", "0", "--once"], "preflight: error: --interval: got 0.0"),
+    (["check", "--log", str(NANOGPT), "--window-s", "-5"], "preflight: error: argument --window-s: got '-5'; "
+     "allowed: a number of seconds, >= 1"),
+    (["watch", "--log", str(NANOGPT), "--interval", "0", "--once"], "preflight: error: argument --interval: got '0'; "
+     "allowed: a number of seconds, > 0"),
     (["plot", "-o", "x.png"], "preflight: error: RUN: got None"),
     (["calibrate", "/no/spec.json", "--probe", "{}"], "preflight: error: spec: got '/no/spec.json'"),
 ])
@@ -91,9 +94,10 @@ def test_bad_input_is_one_line_exit_2(args: list[str], needle: str, tmp_path: Pa
 def test_calibrate_bad_probe_is_one_line(tmp_path: Path) -> None:
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(SPEC))
-    for probe, needle in (("{not json", "--probe: got '{not json'; allowed: a JSON object (not JSON"),
+    for probe, needle in (("{not json", "--probe: got 'inline'; allowed: a JSON object (not JSON"),
                           ('{"gpu": "RTX 4090"}', "probe.steps_measured: got '(missing)'"),
-                          ("missing.json", "--probe: got 'missing.json'; allowed: a JSON object or a JSON file")):
+                          ("missing.json", "--probe: got 'missing.json'; allowed: a regular file holding a JSON object "
+                           "(it does not exist)")):
         out = run("calibrate", str(spec), "--probe", probe, state=tmp_path)
         assert out.returncode == 2 and needle in out.stderr and out.stderr.count("\n") == 1, out.stderr
 

@@ -83,7 +83,8 @@ async def test_ingest_path_and_text_compact(mcp_client: Client) -> None:
 @pytest.mark.parametrize(("arguments", "needle"), [
     ({}, "text/path: got 'neither'; allowed: exactly one of text or path"),
     ({"text": "x", "path": "/etc/hostname"}, "text/path: got 'both'"),
-    ({"path": "/no/such/file.log"}, "path: got '/no/such/file.log'; allowed: an existing readable file"),
+    ({"path": "/no/such/file.log"}, "path: got '/no/such/file.log'; allowed: a regular file holding a text log "
+     "(it does not exist)"),
     ({"text": "hello\nworld\n"}, "fmt: got None"),
     ({"text": "iter 1: loss 2.0, time 10ms", "fmt": "nvidia"}, "fmt: got 'nvidia'"),
 ])
@@ -118,7 +119,7 @@ async def test_run_check_of_a_recorded_run(mcp_client: Client, tmp_path: Path) -
 async def test_a_nul_in_a_path_is_refused_naming_the_field(mcp_client: Client, tmp_path: Path) -> None:
     """Regression: open() raises ValueError (not OSError) for a NUL, which escaped as a bare error."""
     ingest = await mcp_client.call_tool("ingest_nvidia_smi", {"path": "smi\x00.csv"})
-    assert ingest.is_error is True and "path: got 'smi\\x00.csv'; allowed: an existing readable file" in _text(ingest)
+    assert ingest.is_error is True and "path: got 'smi\\x00.csv'; allowed: a regular file" in _text(ingest)
     dispatch = pytest.importorskip("gpu_preflight.tools.dispatch")
     run = dispatch.record_run("train:0.0", "python train.py", kind="probe", log_path=str(tmp_path / "t.log"),
                               socket_name=f"pf-test-{uuid.uuid4().hex[:8]}")

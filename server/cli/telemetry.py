@@ -3,6 +3,18 @@
 ``ingest --json`` is a contract used outside the test suite: one object with ``format``,
 ``samples`` (GPU or log samples, nulls where absent) and ``skipped_lines``.
 ``check`` exits 0 unless the decision is ``kill`` (exit 3), so a script can stop paying on it.
+
+Probe caps: ``check`` and ``watch`` on a ``kind=probe`` run stop it at its step/time cap by default
+(Ctrl-C into its pane, proven by the job's exit record; ``--no-enforce-caps`` only reports). Why the
+CLI and not the MCP ``run_check``: a person or script running ``check``/``watch`` on a probe is the
+one watching it, and a probe past its cap is the long run the gate holds back, billing; the MCP tool
+is annotated read-only (hosts call it without asking), so it reports ``probe_cap.reached`` and names
+the command (or the dispatcher's ``interrupt_run``) in its decision instead of sending keys.
+
+Numbers are :func:`~gpu_preflight.tools.common.limits.quantity` types (a 400-digit value or ``inf`` is one
+line naming the flag, not a traceback) and files go through the one reader
+(:mod:`gpu_preflight.tools.common.files`) or :func:`~gpu_preflight.tools.telemetry.tail.open_log`: a typo
+in ``--log``/``--nvsmi`` is an error naming the flag, never "no training record yet".
 """
 
 from __future__ import annotations
@@ -14,22 +26,32 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpu_preflight.tools.common.errors import PreflightError, is_existing_file
+from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.common.limits import quantity
 
 if TYPE_CHECKING:  # imported inside the commands, so `preflight --help` stays fast
     from gpu_preflight.tools.dispatch import InterruptResult
     from gpu_preflight.tools.telemetry.runcheck import RunCheck
 
 KILL_EXIT = 3
+_TPS = quantity(0, 1e12, "tokens/s")
+_STEP_S = quantity(1e-6, 1e6, "seconds", lo_open=False)
+_GPUS = quantity(1, 4096, "GPUs", integer=True, lo_open=False)
+_DPH = quantity(0, 9999.99, "USD per hour")
+_STEPS = quantity(1, 10**12, "steps", integer=True, lo_open=False)
+_WINDOW_S = quantity(1, 86_400, "seconds", lo_open=False)
+_GPU_INTERVAL_S = quantity(0.01, 86_400, "seconds", lo_open=False)
+_REFRESH_S = quantity(0, 86_400, "seconds")
+_TOKENS = quantity(1, 10**12, "tokens", integer=True, lo_open=False)
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", nargs="?", default=None, metavar="RUN", help="run id recorded by the dispatcher")
     p.add_argument("--log", default=None, metavar="FILE", help="training log (default: the run record's)")
     p.add_argument("--nvsmi", default=None, metavar="FILE", help="nvidia-smi capture (--query-gpu CSV or dmon)")
-    p.add_argument("--predicted-tps", type=float, default=None, help="predicted tokens/s of the whole job")
-    p.add_argument("--predicted-step-s", type=float, default=None, help="predicted seconds per step")
-    p.add_argument("--num-gpus", type=int, default=None, help="GPUs of the job (per-device tokens/s logs)")
+    p.add_argument("--predicted-tps", type=_TPS, default=None, help="predicted tokens/s of the whole job")
+    p.add_argument("--predicted-step-s", type=_STEP_S, default=None, help="predicted seconds per step")
+    p.add_argument("--num-gpus", type=_GPUS, default=None, help="GPUs of the job (per-device tokens/s logs)")
 
 
 def add_parser(sub: Any) -> None:
@@ -45,17 +67,19 @@ def add_parser(sub: Any) -> None:
                            ("watch", "a live, refreshing view of a run's check (Ctrl-C to leave)")):
         c = sub.add_parser(name, help=helptext)
         _run_options(c)
-        c.add_argument("--dph", type=float, default=None, metavar="USD_PER_HOUR", help="price per hour (dph_total)")
-        c.add_argument("--total-steps", type=int, default=None, help="total steps, when the log prints none")
-        c.add_argument("--window-s", type=float, default=600.0, help="window length, seconds (default 600)")
-        c.add_argument("--gpu-interval-s", type=float, default=None, help="seconds between untimed dmon rows")
-        c.add_argument("--enforce-caps", action="store_true",
-                       help="a probe at its step/time cap is stopped (Ctrl-C into its pane, exit record checked)")
+        c.add_argument("--dph", type=_DPH, default=None, metavar="USD_PER_HOUR", help="price per hour (dph_total)")
+        c.add_argument("--total-steps", type=_STEPS, default=None, help="total steps, when the log prints none")
+        c.add_argument("--window-s", type=_WINDOW_S, default=600.0, help="window length, seconds (default 600)")
+        c.add_argument("--gpu-interval-s", type=_GPU_INTERVAL_S, default=None,
+                       help="seconds between untimed dmon rows")
+        c.add_argument("--enforce-caps", action=argparse.BooleanOptionalAction, default=None,
+                       help="stop a probe at its step/time cap (Ctrl-C into its pane, exit record checked); "
+                       "default: on for kind=probe runs")
         if name == "check":
             c.add_argument("--json", action="store_true")
             c.set_defaults(func=run_check_cmd)
         else:
-            c.add_argument("--interval", type=float, default=10.0, metavar="S", help="refresh every S seconds")
+            c.add_argument("--interval", type=_REFRESH_S, default=10.0, metavar="S", help="refresh every S seconds")
             c.add_argument("--once", action="store_true", help="draw once and exit")
             c.add_argument("--live-gpu", action="store_true", help="sample this host's GPUs with NVML")
             c.set_defaults(func=run_watch)
@@ -67,7 +91,7 @@ def add_parser(sub: Any) -> None:
     k.add_argument("--log", default=None, metavar="FILE", help="measure the probe from this training log")
     k.add_argument("--nvsmi", default=None, metavar="FILE", help="nvidia-smi capture of the probe")
     k.add_argument("--offers", default=None, metavar="FILE", help="recorded offers JSON (default: the snapshot)")
-    k.add_argument("--dph", type=float, default=None, metavar="USD_PER_HOUR", help="price of the probe machine")
+    k.add_argument("--dph", type=_DPH, default=None, metavar="USD_PER_HOUR", help="price of the probe machine")
     k.add_argument("--priority", choices=["balanced", "cost", "time"], default="balanced")
     k.add_argument("--checklist", default=None, metavar="ID", help="record the run-calibrated items")
     k.add_argument("--json", action="store_true")
@@ -76,9 +100,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("plot", help="PNG of predicted vs measured throughput and GPU utilization")
     _run_options(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT.png")
-    p.add_argument("--tokens-per-step", type=int, default=None,
+    p.add_argument("--tokens-per-step", type=_TOKENS, default=None,
                    help="turns step times into tokens/s (default for a run: its checklist spec's)")
-    p.add_argument("--gpu-interval-s", type=float, default=None, help="seconds between untimed dmon rows")
+    p.add_argument("--gpu-interval-s", type=_GPU_INTERVAL_S, default=None, help="seconds between untimed dmon rows")
     p.add_argument("--title", default=None)
     p.set_defaults(func=run_plot)
 
@@ -87,11 +111,8 @@ def run_ingest(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.telemetry.ingest import ingest
     from gpu_preflight.tools.telemetry.report import ingest_markdown, summarize
 
-    path = Path(args.file)
-    if not is_existing_file(path):
-        raise PreflightError("FILE", args.file, "an existing readable file")
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
-    got = ingest(path, fmt=args.format, regex=args.regex, columns=columns)
+    got = ingest(Path(args.file), fmt=args.format, regex=args.regex, columns=columns, field="FILE")
     if args.json:
         sys.stdout.write(got.model_dump_json() + "\n")
     else:
@@ -99,7 +120,23 @@ def run_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given_files(args: argparse.Namespace) -> None:
+    """A ``--log``/``--nvsmi`` the caller typed must be a readable regular file now (named by its flag).
+
+    Why here: a run record's log may not exist yet (the run has not written it), so the check itself
+    waits on a missing one; a path typed on the command line that is missing is a typo.
+    """
+    from gpu_preflight.tools.telemetry.tail import open_log
+
+    for flag, path in (("--log", args.log), ("--nvsmi", args.nvsmi)):
+        if path is not None:
+            handle = open_log(path, field=flag, must_exist=True)
+            if handle is not None:
+                handle.close()
+
+
 def _inputs(args: argparse.Namespace) -> dict[str, Any]:
+    _given_files(args)
     fields = {"log_path": args.log, "nvsmi_path": args.nvsmi, "predicted_tokens_per_s": args.predicted_tps,
               "predicted_step_time_s": args.predicted_step_s, "num_gpus": args.num_gpus,
               "dph_total_usd": getattr(args, "dph", None), "total_steps": getattr(args, "total_steps", None),
@@ -118,13 +155,16 @@ def _check(args: argparse.Namespace, gpu_samples: Any = ()) -> Any:
     return check_run(make_inputs(fields), gpu_samples=gpu_samples)
 
 
-def _enforce(args: argparse.Namespace, c: RunCheck) -> InterruptResult | None:
-    """``--enforce-caps``: stop a probe that reached its cap; None when there is nothing to stop."""
-    if not args.enforce_caps:
-        return None
-    if not args.run:
+def _enforcing(args: argparse.Namespace, c: RunCheck) -> bool:
+    """Whether caps are enforced: ``--enforce-caps`` (needs a run id), by default only for a probe run."""
+    if args.enforce_caps and not args.run:
         raise PreflightError("--enforce-caps", None, "a run id (RUN): caps are recorded on dispatched probe runs")
-    if c.probe_cap is None or not c.probe_cap.reached:
+    return bool(args.enforce_caps) or (args.enforce_caps is None and bool(args.run) and c.kind == "probe")
+
+
+def _enforce(args: argparse.Namespace, c: RunCheck) -> InterruptResult | None:
+    """Stop a probe that reached its cap (see the module doc); None when there is nothing to stop."""
+    if not _enforcing(args, c) or c.probe_cap is None or not c.probe_cap.reached:
         return None
     if c.heartbeat is not None and c.heartbeat.get("state") in ("exited", "pane_gone"):
         return None
@@ -138,7 +178,7 @@ def run_check_cmd(args: argparse.Namespace) -> int:
 
     c = _check(args)
     stop = _enforce(args, c)
-    if args.json and args.enforce_caps:
+    if args.json and _enforcing(args, c):
         payload = c.model_dump(mode="json", exclude_none=True)
         payload["enforced"] = stop.model_dump() if stop is not None else None
         sys.stdout.write(json.dumps(payload) + "\n")
@@ -154,8 +194,6 @@ def run_watch(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.telemetry.report import check_markdown
     from gpu_preflight.tools.telemetry.sampler import NvmlSampler
 
-    if not args.interval > 0:
-        raise PreflightError("--interval", args.interval, "seconds between refreshes, > 0")
     sampler = None
     note = ""
     if args.live_gpu:
@@ -186,18 +224,20 @@ def run_watch(args: argparse.Namespace) -> int:
 
 
 def _json_arg(value: str, name: str) -> dict[str, Any]:
+    """Inline JSON (starts with ``{``) or a JSON file read by the one reader (1 MB cap, like config files).
+
+    Errors name ``name`` and the file (or "inline"), never the text: a wrong file must not be quoted.
+    """
+    from gpu_preflight.tools.common.files import read_text_file
+    from gpu_preflight.tools.common.limits import loads_json
+
     text = value.strip()
+    source = "inline"
     if not text.startswith("{"):
-        path = Path(value)
-        if not is_existing_file(path):
-            raise PreflightError(name, value, "a JSON object or a JSON file", "no such file")
-        text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PreflightError(name, text[:40], "a JSON object", f"not JSON: {exc.msg}") from None
+        text, source = read_text_file(value, field=name, kind="evidence"), value
+    data = loads_json(text, field=name, source=source, allowed="a JSON object")
     if not isinstance(data, dict):
-        raise PreflightError(name, data, "a JSON object")
+        raise PreflightError(name, f"{source}: a JSON {type(data).__name__}", "a JSON object")
     return data
 
 
@@ -244,7 +284,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
 def run_plot(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.telemetry.models import GpuSample, LogSample
     from gpu_preflight.tools.telemetry.plot import plot_png
-    from gpu_preflight.tools.telemetry.runcheck import make_inputs, read_source, resolve_run
+    from gpu_preflight.tools.telemetry.runcheck import make_inputs, resolve_run
+    from gpu_preflight.tools.telemetry.tail import read_source
     from gpu_preflight.tools.telemetry.timeline import build_timeline
 
     fields = _inputs(args)

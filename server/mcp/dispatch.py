@@ -57,7 +57,9 @@ def launch_run(checklist_id: str, target: str, command: str, kind: Literal["prob
     A probe carries the run-calibrated step/time cap from the gate decision."""
     from gpu_preflight.checklist import gate
     from gpu_preflight.tools.dispatch import launch_command
+    from gpu_preflight.tools.dispatch.runs import check_log_path
 
+    check_log_path(log_path)  # before the gate: a refused path leaves no gate decision behind
     decision = gate.check(checklist_id, kind, override_reason)  # raises, naming what is missing
     cap_steps = decision.probe_max_steps if kind == "probe" else None
     cap_minutes = decision.probe_max_minutes if kind == "probe" else None

@@ -16,7 +16,7 @@ from pydantic_core import to_jsonable_python
 from gpu_preflight.server._errors import tool_errors
 from gpu_preflight.server.annotations import READ_ONLY, RECORDS_STATE
 from gpu_preflight.server.schemas import ChecklistArg, PriceArg, result
-from gpu_preflight.tools.common.errors import PreflightError, is_existing_file
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.telemetry.calibrate import Calibration
 from gpu_preflight.tools.telemetry.models import IngestFormat
 from gpu_preflight.tools.telemetry.nvml import NvmlSnapshot
@@ -104,8 +104,15 @@ def checklist_spec(checklist_id: str) -> dict[str, Any]:
 
 
 def attach_calibration(checklist_id: str, spec: Any, cal: Calibration, probe: Any) -> ChecklistAttach:
-    """Record every run-calibrated item this calibration answers, each on its own; say why any was not."""
+    """Record every run-calibrated item this calibration answers in one batch; say why any was not.
+
+    Why one batch: the items (live estimate, tax, decision) describe one probe. Recorded one by one, a
+    process killed between them left half a calibration, which the gate could read with an older
+    decision. Each item is validated first (a bad one is skipped with its reason, as before), then the
+    rest go to :func:`~gpu_preflight.server.evidence_bridge.attach_items` once: one transaction.
+    """
     from gpu_preflight.checklist import checklist_status, load_policy
+    from gpu_preflight.checklist.evidence import parse_evidence
     from gpu_preflight.server.evidence_bridge import attach_items
     from gpu_preflight.tools.estimator.spec import parse_spec
     from gpu_preflight.tools.telemetry.calibrate_evidence import calibration_evidence
@@ -114,7 +121,7 @@ def attach_calibration(checklist_id: str, spec: Any, cal: Calibration, probe: An
     items, skipped = calibration_evidence(cal, probe)
     policy = load_policy(checklist_status(checklist_id).policy)
     known = {i.id: i for i in policy.items}
-    attached: list[str] = []
+    batch: dict[str, dict[str, Any]] = {}
     for name, evidence in items.items():
         entry = known.get(name)
         if entry is None:
@@ -124,12 +131,12 @@ def attach_calibration(checklist_id: str, spec: Any, cal: Calibration, probe: An
             skipped[name] = f"policy lets {who} supply it: record it with checklist_record"
         else:
             try:
-                attach_items(checklist_id, run, {name: evidence}, "calibrate")
-                attached.append(name)
+                parse_evidence(name, entry.schema, evidence, entry.thresholds, policy.probe_caps)
+                batch[name] = evidence
             except PreflightError as exc:
                 skipped[name] = exc.one_line()
-    status = checklist_status(checklist_id)
-    return ChecklistAttach(checklist_id=checklist_id, attached=attached, skipped=skipped,
+    status = attach_items(checklist_id, run, batch, "calibrate")
+    return ChecklistAttach(checklist_id=checklist_id, attached=list(batch), skipped=skipped,
                            gate_full=status.gate.full, next_step=status.next_step)
 
 
@@ -158,7 +165,7 @@ def register(mcp: MCPServer) -> None:
                                            description="Named groups step, loss, tokens_per_s, ...")] = None,
         max_samples: Annotated[int, Field(ge=0, le=500, description="Samples to return.")] = MAX_SAMPLES_SHOWN,
     ) -> Annotated[CallToolResult, IngestAnswer]:
-        """Parse an nvidia-smi capture (query CSV or dmon) or a training log, as text or a path."""
+        """Parse an nvidia-smi capture (query CSV, dmon) or a training log, as text or path."""
         from pathlib import Path
 
         from gpu_preflight.tools.telemetry.ingest import ingest
@@ -167,10 +174,8 @@ def register(mcp: MCPServer) -> None:
         with tool_errors():
             if (text is None) == (path is None):
                 raise PreflightError("text/path", "both" if text else "neither", "exactly one of text or path")
-            if path is not None and not is_existing_file(path):
-                raise PreflightError("path", path, "an existing readable file")
-            try:
-                got = ingest(Path(path) if path is not None else (text or ""), fmt=fmt, regex=regex)
+            try:  # a path is read through the one file reader: regular files under --allow-path only
+                got = ingest(Path(path) if path is not None else (text or ""), fmt=fmt, regex=regex, field="path")
             except PreflightError as exc:
                 if exc.field != "fmt" or text is None:
                     raise
@@ -196,7 +201,7 @@ def register(mcp: MCPServer) -> None:
         window_s: WindowArg = 600.0,
         live_gpu: Annotated[bool, Field(description="Add an NVML reading here.")] = False,
     ) -> Annotated[CallToolResult, RunCheck]:
-        """How a run is doing: heartbeat, window, fired triggers, bottleneck, ETA, cost, keep/kill/done/wait."""
+        """A run's heartbeat, window, fired triggers, bottleneck, ETA, cost, keep/kill/done/wait."""
         from gpu_preflight.tools.telemetry.nvml import gpu_snapshot
         from gpu_preflight.tools.telemetry.report import check_markdown
         from gpu_preflight.tools.telemetry.runcheck import run_check
@@ -210,11 +215,11 @@ def register(mcp: MCPServer) -> None:
     @mcp.tool(name="calibrate", annotations=RECORDS_STATE)
     def calibrate_tool(
         run_id: Annotated[str | None, Field(default=None, max_length=64,
-                                            description="Measure the probe from this run's log.")] = None,
+                                            description="Measure the probe from this run.")] = None,
         probe: Annotated[dict[str, Any] | None, Field(
             default=None, description="gpu, steps_measured, median_step_time_s|tokens_per_s, dph_total_usd, "
             "gpu_util_pct, setup_debug_hours_so_far...; overrides run_id's log.")] = None,
-        spec: Annotated[dict[str, Any] | None, Field(default=None, description="The run spec; default: the "
+        spec: Annotated[dict[str, Any] | None, Field(default=None, description="Run spec; default: the "
                                                      "checklist's.")] = None,
         offers_file: PathArg = None,
         dph_total_usd: PriceArg = None,
@@ -223,7 +228,7 @@ def register(mcp: MCPServer) -> None:
             description="What a switch must improve by >= 20%.")] = "balanced",
         checklist_id: ChecklistArg = None,
     ) -> Annotated[CallToolResult, CalibrateAnswer]:
-        """Stages B-D from a probe: re-estimate time/cost, tax, scale to offers, decide keep/switch/kill."""
+        """Stages B-D from a probe: re-estimate time/cost, tax, scale to offers; keep/switch/kill."""
         from gpu_preflight.tools.estimator.spec import parse_spec
         from gpu_preflight.tools.offers.planning import offers_for
         from gpu_preflight.tools.telemetry.calibrate import calibrate, parse_probe

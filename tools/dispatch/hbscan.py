@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass
 
@@ -99,14 +100,25 @@ class LogView:
 
 
 def read_log(path: str, now_epoch_s: float) -> LogView | None:
-    """Size, age and last non-empty line (``\\r`` progress bars count as lines) of a log file."""
+    """Size, age and last non-empty line (``\\r`` progress bars count as lines) of a log file.
+
+    Opened non-blocking and read only if it is a regular file: a log replaced by a FIFO after launch
+    must not block the heartbeat (and with it the MCP server's worker) forever.
+    """
     try:
-        with open(path, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            handle.seek(max(0, info.st_size - LOG_TAIL_BYTES))
-            tail = handle.read().decode("utf-8", "replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except (OSError, ValueError):
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        os.lseek(fd, max(0, info.st_size - LOG_TAIL_BYTES), os.SEEK_SET)
+        tail = os.read(fd, LOG_TAIL_BYTES).decode("utf-8", "replace")
     except OSError:
         return None
+    finally:
+        os.close(fd)
     pieces = [piece.strip() for piece in tail.replace("\r", "\n").split("\n")]
     last = next((piece for piece in reversed(pieces) if piece), None)
     return LogView(size_bytes=info.st_size, seconds_since_write_s=max(0.0, now_epoch_s - info.st_mtime),

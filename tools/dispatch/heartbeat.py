@@ -55,6 +55,7 @@ from gpu_preflight.tools.dispatch.runs import RunRecord, get_run, list_runs
 from gpu_preflight.tools.dispatch.shell_job import JobRecord, read_job
 from gpu_preflight.tools.dispatch.target import make_tmux, resolve_pane_id
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux
+from gpu_preflight.tools.telemetry.probecap import ProbeCap, tail_cap
 
 HeartbeatState = Literal["running", "idle_at_prompt", "exited", "hung", "waiting_for_input", "pane_gone", "idle",
                          "working"]
@@ -90,6 +91,7 @@ class Heartbeat(BaseModel):
     elapsed_s: float | None = Field(default=None, description="run: since its start record (to its exit)")
     last_error_line: str | None = Field(default=None, description="ended or hung: the latest error line seen")
     end_class: str | None = Field(default=None, description="ok, oom, nccl, killed, interrupted or error")
+    probe_cap: ProbeCap | None = Field(default=None, description="a probe run: its cap, and whether it is reached")
     evidence: list[str] = Field(default_factory=list)
 
 
@@ -281,6 +283,7 @@ def _run_heartbeat(run: RunRecord, snap: Scan, tmux: Tmux, hang_after_s: float |
             hb.seconds_since_log_write_s = round(log.seconds_since_write_s, 3)
             hb.log_growth_bytes = _log_growth(run.log_path, log.size_bytes)
     lines = _log_lines(text)
+    hb.probe_cap = tail_cap(run.cap_steps, run.cap_seconds, hb.elapsed_s, text)  # caps: probecap's doc
     pane = snap.panes.get(run.pane_id or "")
     if pane is None:
         if job is not None and job.exited:

@@ -130,6 +130,36 @@ def list_runs(limit: int = 100) -> list[RunRecord]:
     return [RunRecord(**dict(row)) for row in rows]
 
 
+def check_log_path(log_path: str | None, field: str = "log_path") -> None:
+    """Refuse a run's log path that could never be a log: a NUL, outside ``--allow-path``, not a regular file.
+
+    Why at launch: the heartbeat and ``run_check`` read this path for the whole run; a FIFO there blocks
+    the reader, a device streams forever, and a path outside the allowed folders would let the log
+    readers look at any file. A log that does not exist yet is fine (the run creates it). ``os.stat`` is
+    used, not ``open``: a device or FIFO is refused without being opened.
+    """
+    import os
+    import stat
+
+    from gpu_preflight.tools.common.files import check_allowed
+
+    if log_path is None:
+        return
+    if "\x00" in log_path or not log_path.strip():
+        raise PreflightError(field, log_path, "a file path without NUL bytes")
+    check_allowed(log_path, field=field)
+    try:
+        mode = os.stat(log_path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise PreflightError(field, log_path, "a regular file (or none yet) the run writes its log to",
+                             exc.strerror or "cannot look it up") from None
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise PreflightError(field, log_path, "a regular file (or none yet) the run writes its log to", f"it is {what}")
+
+
 def launch_command(
     target: str,
     command: str,
@@ -163,8 +193,7 @@ def launch_command(
     # and the error names ``command`` (dispatch() would call it ``text``).
     if not sanitize_text(command, dispatch_options.get("controls", "reject"), field="command").strip():
         raise PreflightError("command", command, "a non-empty shell command")
-    if log_path is not None and "\x00" in log_path:
-        raise PreflightError("log_path", log_path, "a file path without NUL bytes")
+    check_log_path(log_path)
     if gate is not None:
         gate()
     pane = target

@@ -21,9 +21,10 @@ from gpu_preflight.tools.offers.records import OfferSet
 from .assess import assess
 from .calibrate import Calibration, Priority, Probe, calibrate, parse_probe
 from .models import GpuSample, LogSample
-from .runcheck import RunInputs, dispatch_module, read_source, resolve_run
+from .runcheck import RunInputs, dispatch_module, resolve_run
 from .runprogress import summary_step_time
 from .runspec import checklist_gpu
+from .tail import read_source
 from .timeline import build_timeline
 from .triggers import Prediction, TriggerConfig
 
@@ -99,11 +100,12 @@ def measure_files(inputs: RunInputs, *, num_gpus: int | None = None) -> tuple[di
     notes: list[str] = []
     if not inputs.log_path:
         raise PreflightError("log_path", None, "the probe's training log (the run record names none)")
-    found, _ = read_source(inputs.log_path, fmt=inputs.log_format, regex=inputs.log_regex)
+    found, _ = read_source(inputs.log_path, fmt=inputs.log_format, regex=inputs.log_regex, field="log_path",
+                           must_exist=not inputs.log_from_record)
     logs = [s for s in found if isinstance(s, LogSample)]
     gpu: list[GpuSample] = []
     if inputs.nvsmi_path:
-        more, _ = read_source(inputs.nvsmi_path)
+        more, _ = read_source(inputs.nvsmi_path, field="nvsmi_path", must_exist=True)
         gpu = [s for s in more if isinstance(s, GpuSample)]
     interval = inputs.gpu_interval_s
     if gpu and any(s.timestamp is None for s in gpu) and interval is None:

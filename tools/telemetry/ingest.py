@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import cast
 
 from gpu_preflight.tools.common.errors import PreflightError, is_existing_file
+from gpu_preflight.tools.common.files import read_bytes_file
 
 from .lines import StreamParser, split_segments, strip_ansi
 from .models import (
@@ -91,16 +91,18 @@ def make_parser(fmt: str, *, regex: str | None = None, columns: Sequence[str] | 
     raise PreflightError("fmt", fmt, ", ".join(ALL_FORMATS))
 
 
-def read_text(text_or_path: str | os.PathLike[str]) -> str:
-    """The text itself, or a file's contents when given a path (a ``Path`` or a one-line string naming a file)."""
+def read_text(text_or_path: str | os.PathLike[str], *, field: str = "path") -> str:
+    """The text itself, or a file's contents when given a path (a ``Path`` or a one-line string naming a file).
+
+    A file goes through :func:`~gpu_preflight.tools.common.files.read_bytes_file` (regular files only,
+    ``--allow-path`` confinement, the log size cap; errors name ``field``, never the content). Bytes that
+    are not UTF-8 become U+FFFD: a log with a torn multi-byte character is still a log.
+    """
     if isinstance(text_or_path, os.PathLike):
-        path = Path(text_or_path)
-        if not is_existing_file(path):
-            raise PreflightError("path", str(path), "an existing readable file")
-        return path.read_bytes().decode("utf-8", errors="replace")
+        return read_bytes_file(text_or_path, field=field, kind="log").decode("utf-8", errors="replace")
     text = text_or_path
     if "\n" not in text and len(text) < _MAX_PATH_CHARS and text.strip() and is_existing_file(text):
-        return Path(text).read_bytes().decode("utf-8", errors="replace")
+        return read_bytes_file(text, field=field, kind="log").decode("utf-8", errors="replace")
     return text
 
 
@@ -110,19 +112,26 @@ def ingest(
     fmt: str | None = None,
     regex: str | None = None,
     columns: Sequence[str] | None = None,
+    field: str = "path",
 ) -> IngestResult:
     """Parse a recorded nvidia-smi capture or training log into samples, detecting the format.
 
     ``fmt`` forces a format (one of :data:`ALL_FORMATS`); ``regex`` (named groups from
     :data:`~gpu_preflight.tools.telemetry.trainlog.REGEX_GROUPS`) implies ``fmt="regex"``;
-    ``columns`` gives the field order of a ``--format=csv,noheader`` capture.
+    ``columns`` gives the field order of a ``--format=csv,noheader`` capture; ``field`` names a path
+    argument in errors. An undetected format names the file, never its first line (it may be a secret).
     """
-    text = read_text(text_or_path)
+    from_file = isinstance(text_or_path, os.PathLike)
+    text = read_text(text_or_path, field=field)
+    from_file = from_file or text is not text_or_path
     if regex is not None and fmt not in (None, "regex"):
         raise PreflightError("fmt", fmt, "'regex' or nothing when a regex is given")
     chosen: str | None = "regex" if regex is not None else fmt
     if chosen is None:
         chosen = detect_format(text)
+    if chosen is None and from_file:
+        raise PreflightError("fmt", None, ", ".join(ALL_FORMATS),
+                             f"format not detected in {os.fspath(text_or_path)!r}: pass fmt or a regex")
     if chosen is None:
         looks_like_path = "\n" not in text and len(text) < 300
         hint = "no such file" if looks_like_path else "pass fmt=... or a regex with named groups"

@@ -4,8 +4,12 @@ Why: the run-calibrated policy opens the probe gate on Stage A alone and says "r
 (Stage B), so a probe is how an agent gets GPU time before the full checklist is done. A probe that
 keeps running past its cap *is* the long run the gate exists to hold back, and it keeps billing. The
 gate records the caps on the run (``cap_steps``, ``cap_seconds`` from ``[gates.probe]``); this module
-says when the run has reached them, and :func:`gpu_preflight.tools.dispatch.interrupt_run` stops it
-(``preflight check RUN --enforce-caps``).
+says when the run has reached them, and :func:`gpu_preflight.tools.dispatch.interrupt_run` stops it.
+
+Where it is seen: ``run_check`` (from the whole log) and ``heartbeat(run_id)`` (from the log tail the
+heartbeat already reads, :func:`steps_in_tail`) both report ``probe_cap``; ``preflight check`` and
+``preflight watch`` stop a ``kind=probe`` run at its cap by default (``--no-enforce-caps`` to only
+report). MCP ``run_check``/``heartbeat`` stay read-only and say how to stop it (:data:`STOP_HINT`).
 
 "Reached" is ``>=``: a probe capped at 100 steps that logged step 100 has had its steps, and the
 minutes cap counts from the run's start record.
@@ -14,6 +18,8 @@ minutes cap counts from the run's start record.
 from __future__ import annotations
 
 from pydantic import BaseModel
+
+STOP_HINT = "stop it (preflight check RUN, or the dispatcher's interrupt_run)"
 
 
 class ProbeCap(BaseModel):
@@ -54,3 +60,29 @@ def probe_cap(cap_steps: int | None, cap_seconds: float | None, steps_done: int 
         reason = "within its probe cap" + (f" ({' / '.join(left)} left)" if left else "")
     return ProbeCap(cap_steps=cap_steps, cap_seconds=cap_seconds, steps_done=steps_done, elapsed_s=elapsed_s,
                     reached=bool(why), reason=reason)
+
+
+def steps_in_tail(text: str) -> int | None:
+    """The last training step a log tail shows (any detected log format), or None.
+
+    The tail's first line is dropped: it may start mid-line (the heartbeat reads the last bytes).
+    """
+    from .ingest import detect_format, make_parser
+    from .models import LOG_FORMATS, LogSample
+
+    body = "\n".join(text.replace("\r", "\n").split("\n")[1:])
+    fmt = detect_format(body)
+    if fmt is None or fmt not in LOG_FORMATS:
+        return None
+    samples = make_parser(fmt).feed_text(body)
+    steps = [s.step for s in samples if isinstance(s, LogSample) and s.kind == "train" and s.step is not None]
+    return steps[-1] if steps else None
+
+
+def tail_cap(cap_steps: int | None, cap_seconds: float | None, elapsed_s: float | None,
+             log_tail: str) -> ProbeCap | None:
+    """:func:`probe_cap` for a heartbeat: steps from the log tail (parsed only when a step cap is set)."""
+    if cap_steps is None and cap_seconds is None:
+        return None
+    steps = steps_in_tail(log_tail) if cap_steps is not None and log_tail else None
+    return probe_cap(cap_steps, cap_seconds, steps, elapsed_s)

@@ -21,21 +21,21 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gpu_preflight.tools.common.errors import PreflightError, from_validation_error, is_existing_file
+from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
 
 from .assess import Assessment, assess
 from .bottleneck import Bottleneck
 from .models import GpuSample, LogSample
 from .nvml import NvmlSnapshot
-from .probecap import ProbeCap, probe_cap
+from .probecap import STOP_HINT, ProbeCap, probe_cap
 from .runprogress import make_prediction, not_moving, summary_step_time, wall_elapsed_s
-from .tail import LogTail
+from .tail import SourceSummary
+from .tail import read_source as read_source  # re-exported: callers import it from here
 from .timeline import Timeline, build_timeline
 from .triggers import TriggerConfig, TriggerName, TriggerStatus
 from .windows import DEFAULT_WINDOW_S, EtaTrend, Window
@@ -65,6 +65,7 @@ class RunInputs(BaseModel):
     started_at_epoch_s: float | None = Field(default=None, ge=0, le=1e11)
     cap_steps: int | None = Field(default=None, ge=1, le=10**12)
     cap_seconds: float | None = Field(default=None, gt=0, le=10**7)
+    log_from_record: bool = Field(default=False, description="log_path is the run record's: it may not exist yet.")
     tokens_per_step: int | None = Field(default=None, ge=1, le=10**12,
                                         description="From the run's spec when the log prints no tokens.")
 
@@ -82,14 +83,6 @@ def make_inputs(fields: dict[str, Any]) -> RunInputs:
         return RunInputs(**fields)
     except ValidationError as exc:
         raise from_validation_error(exc) from None
-
-
-class SourceSummary(BaseModel):
-    path: str
-    format: str | None
-    samples: int
-    skipped_lines: int
-    duplicate_lines: int
 
 
 class TriggerBrief(BaseModel):
@@ -165,28 +158,6 @@ class RunCheck(BaseModel):
     decision: RunDecision
 
 
-def read_source(path: str, *, fmt: str | None = None, regex: str | None = None) -> tuple[list[Any], SourceSummary]:
-    """Every sample in ``path`` through :class:`LogTail`; a missing file is zero samples, not an error.
-
-    The unfinished last line of a growing file is left for the next call (it may be half-written).
-    """
-    samples: list[Any] = []
-    with LogTail(path, fmt=fmt, regex=regex) as tail:
-        while True:
-            before = tail.offset_bytes
-            update = tail.poll()
-            samples.extend(update.samples)
-            if tail.offset_bytes == before:
-                break
-        file = Path(path)
-        if is_existing_file(file) and file.stat().st_size and file.read_bytes()[-1:] in (b"\n", b"\r"):
-            update = tail.flush()  # closes a multi-line record (Composer) the file finished
-            samples.extend(update.samples)
-        summary = SourceSummary(path=path, format=update.format, samples=len(samples),
-                                skipped_lines=update.skipped_lines, duplicate_lines=update.duplicate_lines)
-    return samples, summary
-
-
 def _timeline(gpu: Sequence[GpuSample], logs: Sequence[LogSample], interval: float | None,
               notes: list[str]) -> Timeline:
     untimed = any(s.timestamp is None for s in gpu)
@@ -205,7 +176,8 @@ def check_run(inputs: RunInputs, *, gpu_samples: Sequence[GpuSample] = (), heart
     gpu: list[GpuSample] = list(gpu_samples)
     log_summary = gpu_summary = None
     if inputs.log_path:
-        found, log_summary = read_source(inputs.log_path, fmt=inputs.log_format, regex=inputs.log_regex)
+        found, log_summary = read_source(inputs.log_path, fmt=inputs.log_format, regex=inputs.log_regex,
+                                         field="log_path", must_exist=not inputs.log_from_record)
         logs = [s for s in found if isinstance(s, LogSample)]
         if found and not logs:
             out_notes.append(f"{inputs.log_path} holds GPU readings, not a training log")
@@ -215,7 +187,7 @@ def check_run(inputs: RunInputs, *, gpu_samples: Sequence[GpuSample] = (), heart
     else:
         out_notes.append("no log path: the run record names none (pass log_path)")
     if inputs.nvsmi_path:
-        found, gpu_summary = read_source(inputs.nvsmi_path)
+        found, gpu_summary = read_source(inputs.nvsmi_path, field="nvsmi_path", must_exist=True)
         gpu.extend(s for s in found if isinstance(s, GpuSample))
         if found and not isinstance(found[0], GpuSample):
             out_notes.append(f"{inputs.nvsmi_path} is not an nvidia-smi capture ({gpu_summary.format})")
@@ -339,7 +311,7 @@ def decide_run(hb: dict[str, Any] | None, a: Assessment, logs: list[LogSample],
     if gpu_now is not None and gpu_now.answer is not None and gpu_now.answer.run_killing:
         return RunDecision(decision="kill", reason=f"GPU lost: {gpu_now.answer.message}")
     if cap is not None and cap.reached:
-        return RunDecision(decision="kill", reason=f"{cap.reason}: stop it (preflight check RUN --enforce-caps), "
+        return RunDecision(decision="kill", reason=f"{cap.reason}: {STOP_HINT}, "
                            "calibrate from what it measured, then launch the full run through the gate")
     if a.fired:
         fired = [r for r in a.triggers if r.status == "fired"]
@@ -387,7 +359,8 @@ def resolve_run(run_id: str, overrides: dict[str, Any], *, with_heartbeat: bool 
     base = {"log_path": record.log_path, "predicted_tokens_per_s": record.predicted_tokens_per_s,
             "started_at_epoch_s": record.started_at_epoch_s, "cap_steps": record.cap_steps,
             "cap_seconds": record.cap_seconds, "tokens_per_step": per_step}
-    inputs = make_inputs({k: v for k, v in base.items() if v is not None} | given)
+    from_record = record.log_path is not None and not given.get("log_path")
+    inputs = make_inputs({k: v for k, v in base.items() if v is not None} | given | {"log_from_record": from_record})
     notes: list[str] = []
     hb: dict[str, Any] | None = None
     if not with_heartbeat:

@@ -10,22 +10,70 @@ Rotation (the path now names a new file) drains the old file first, then starts 
 from byte 0; truncation (same file, now shorter than the offset, as ``> log`` does) restarts at 0.
 A truncation followed, before the next poll, by more bytes than were read before looks like
 growth and cannot be told apart; poll more often than a run restarts.
+
+Why this opens files itself rather than through :func:`~gpu_preflight.tools.common.files.read_text_file`:
+that reader reads a file whole under a size cap, and a run's log is legitimately gigabytes. The same
+rules hold here: the path must be under an ``--allow-path`` folder (checked before opening and on the
+opened descriptor), it is opened non-blocking and ``fstat``-checked, so a FIFO, device or directory is
+refused naming the argument (``field``) instead of blocking or streaming forever, and errors name the
+path, never bytes of the file. A path that does not exist yet is a log a run has not started writing;
+callers that were *given* the path (not a run record) pass ``must_exist=True`` to :func:`open_log`'s
+users, so a typo is an error and never "no records yet".
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import stat as stat_mod
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.common.files import check_allowed
 
 from .ingest import DETECT_MAX_SEGMENTS, AnyParser, detect_format, make_parser
 from .models import GpuSample, IngestFormat, LogSample
 
 DEFAULT_MAX_READ_BYTES = 16 * 1024 * 1024
+_ALLOWED = "a regular file holding a text log"
+_NOT_REGULAR = {stat_mod.S_IFDIR: "a directory", stat_mod.S_IFCHR: "a character device",
+                stat_mod.S_IFBLK: "a block device", stat_mod.S_IFIFO: "a FIFO (named pipe)",
+                stat_mod.S_IFSOCK: "a socket"}
+
+
+def open_log(path: str | os.PathLike[str], *, field: str, must_exist: bool = False) -> BinaryIO | None:
+    """The log at ``path`` opened for reading, ``None`` when it does not exist yet (unless ``must_exist``).
+
+    Refuses (naming ``field``) a path outside the ``--allow-path`` folders, a NUL in the path, and
+    anything but a regular file; never blocks (``O_NONBLOCK``: a FIFO without a writer opens at once).
+    """
+    name = os.fspath(path)
+    if "\x00" in name:
+        raise PreflightError(field, name, "a file path without NUL bytes")
+    check_allowed(name, field=field)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENOENT and not must_exist:
+            return None  # not there yet: a run that has not started logging
+        why = {errno.ENOENT: "it does not exist", errno.EACCES: "permission denied", errno.EISDIR: "it is a directory",
+               errno.ENOTDIR: "a part of the path is not a directory", errno.ENAMETOOLONG: "the path is too long"}
+        raise PreflightError(field, name, _ALLOWED, why.get(exc.errno or 0, exc.strerror or "cannot open it")) from None
+    try:
+        with contextlib.suppress(OSError):  # no procfs: the check before opening stands
+            check_allowed(os.readlink(f"/proc/self/fd/{fd}"), field=field)  # a path swapped after the check
+        fmt = stat_mod.S_IFMT(os.fstat(fd).st_mode)
+        if fmt != stat_mod.S_IFREG:
+            raise PreflightError(field, name, _ALLOWED, f"it is {_NOT_REGULAR.get(fmt, 'not a regular file')}")
+        os.set_blocking(fd, True)
+        return cast(BinaryIO, os.fdopen(fd, "rb"))
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class TailUpdate(BaseModel):
@@ -54,12 +102,15 @@ class LogTail:
         columns: list[str] | None = None,
         from_end: bool = False,
         max_read_bytes: int = DEFAULT_MAX_READ_BYTES,
+        field: str = "path",
+        must_exist: bool = False,
     ) -> None:
         if max_read_bytes <= 0:
             raise PreflightError("max_read_bytes", max_read_bytes, "a positive byte count")
         if "\x00" in os.fspath(path):  # open() would raise ValueError, not the OSError of a missing file
-            raise PreflightError("path", os.fspath(path), "a file path without NUL bytes")
+            raise PreflightError(field, os.fspath(path), "a file path without NUL bytes")
         self.path = Path(path)
+        self.field = field
         self._regex = regex
         self._columns = columns
         self._fmt: str | None = "regex" if regex is not None else fmt
@@ -73,12 +124,11 @@ class LogTail:
         self._file: BinaryIO | None = None
         self._inode: tuple[int, int] | None = None
         self.offset_bytes = 0
-        self._open(from_end=from_end)
+        self._open(from_end=from_end, must_exist=must_exist)
 
-    def _open(self, *, from_end: bool) -> None:
-        try:
-            handle = cast(BinaryIO, self.path.open("rb"))
-        except OSError:
+    def _open(self, *, from_end: bool, must_exist: bool = False) -> None:
+        handle = open_log(self.path, field=self.field, must_exist=must_exist)
+        if handle is None:
             self._file = None  # not there yet: a run that has not started logging
             return
         stat = os.fstat(handle.fileno())
@@ -99,6 +149,14 @@ class LogTail:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    @property
+    def at_line_end(self) -> bool:
+        """Everything read so far ended with a line break (so the last record is complete).
+
+        Why not read the file's last byte: that re-read the whole log on every check.
+        """
+        return self.offset_bytes > 0 and not self._partial
 
     @property
     def format(self) -> str | None:
@@ -194,3 +252,34 @@ class LogTail:
             rotated=rotated,
             truncated=truncated,
         )
+
+
+class SourceSummary(BaseModel):
+    path: str
+    format: str | None
+    samples: int
+    skipped_lines: int
+    duplicate_lines: int
+
+
+def read_source(path: str, *, fmt: str | None = None, regex: str | None = None, field: str = "path",
+                must_exist: bool = False) -> tuple[list[Any], SourceSummary]:
+    """Every sample in ``path`` through :class:`LogTail`; a missing file is zero samples unless ``must_exist``.
+
+    The unfinished last line of a growing file is left for the next call (it may be half-written).
+    ``field`` names the argument in a refusal (a FIFO, a device, a folder outside ``--allow-path``).
+    """
+    samples: list[Any] = []
+    with LogTail(path, fmt=fmt, regex=regex, field=field, must_exist=must_exist) as tail:
+        while True:
+            before = tail.offset_bytes
+            update = tail.poll()
+            samples.extend(update.samples)
+            if tail.offset_bytes == before:
+                break
+        if tail.at_line_end:
+            update = tail.flush()  # closes a multi-line record (Composer) the file finished
+            samples.extend(update.samples)
+        summary = SourceSummary(path=path, format=update.format, samples=len(samples),
+                                skipped_lines=update.skipped_lines, duplicate_lines=update.duplicate_lines)
+    return samples, summary
