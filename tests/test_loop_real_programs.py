@@ -59,7 +59,9 @@ def _gate_open_checklist() -> str:
 def _launch(srv: TmuxTestServer, tmp_path: Path, script: str, args: str, *, predicted: float | None = None
             ) -> tuple[str, Path]:
     log = tmp_path / f"{script}.log"
-    command = f"{PYTHON} {PROGRAMS / script} --bs {BS} --seq {SEQ} {args} > {log} 2>&1"
+    # -u: lines reach the log as they are printed, as when a user tails it (without it, and without
+    # PYTHONUNBUFFERED in the environment, CI saw the whole log land at exit in one window).
+    command = f"{PYTHON} -u {PROGRAMS / script} --bs {BS} --seq {SEQ} {args} > {log} 2>&1"
     launched = launch_run(_gate_open_checklist(), srv.shell(), command, "probe", log_path=str(log),
                           expected_tokens_per_s=predicted, socket_name=srv.socket_name)
     assert launched.run is not None and launched.dispatch.status == "submitted"

@@ -69,10 +69,10 @@ def classify_agent(hb: Heartbeat, pane: PaneInfo, ansi: list[str], profile: TuiP
     view = read_agent_view(ansi, profile, pane.cursor_y)
     hb.agent = profile.name
     hb.evidence = view.evidence or answer_tail(view, 4)
-    if view.dialog is not None:
+    if view.dialog is not None:  # named from the second look too: a dialog caught mid-draw has no title yet
         hb.state, hb.reason = "waiting_for_input", f"a dialog is open: {view.dialog!r}"
         hb.dialog = view.dialog
-        return None
+        return AgentLook(hb=hb, pane_id=pane.pane_id, profile=profile, first=view)
     if view.busy_line is not None:
         hb.state, hb.reason = "working", f"busy marker on screen: {view.busy_line!r}"
         return None
