@@ -139,3 +139,21 @@ def test_hung_hf_probe_is_hung_and_never_keep(tmux_srv: TmuxTestServer, tmp_path
 def _hung(run_id: str) -> Any:
     hb = heartbeat(run_id=run_id, hang_after_s=3.0)
     return hb if hb.state == "hung" else None
+
+
+def test_nanogpt_probe_past_its_cap_is_stopped_by_check(tmux_srv: TmuxTestServer, tmp_path: Path) -> None:
+    """A probe that would run 100,000 steps: run_check says kill at the policy's step cap, and the CLI's
+    ``check RUN`` (caps enforced by default for a probe) stops it, proven by the job's exit record."""
+    run_id, log = _launch(tmux_srv, tmp_path, "train_nano.py", "--max-iters 100000 --log-interval 1")
+    cap = retry_until(lambda: (c := run_check(run_id)).probe_cap is not None and c.probe_cap.reached and c,
+                      timeout_s=120, interval_s=0.5, what="the probe to reach its cap")
+    assert cap.decision.decision == "kill" and cap.probe_cap is not None
+    assert cap.probe_cap.cap_steps is not None and (cap.probe_cap.steps_done or 0) >= cap.probe_cap.cap_steps
+    stopped = subprocess.run([sys.executable, "-m", "gpu_preflight.server", "check", run_id, "--json"],
+                             capture_output=True, text=True, timeout=60, check=False, env=os.environ.copy())
+    assert "Traceback" not in stopped.stderr, stopped.stderr
+    hb = _ended(run_id)
+    assert hb["exit_code"] == 130 or hb["signal"] == 2, hb  # Ctrl-C ended it, nothing else
+    assert heartbeat(run_id=run_id).state == "exited"
+    steps = log.read_text().count("iter ")
+    assert cap.probe_cap.cap_steps <= steps < 10 * cap.probe_cap.cap_steps, steps  # stopped soon after the cap
