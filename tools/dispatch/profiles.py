@@ -26,7 +26,6 @@ PROFILES: dict[str, TuiProfile] = {
         "prompt_regex": r"^\s*[│|]?\s*(?:>|\u276f)(?:\u00a0|$)|^\s*│\s*>(?:\s|$)",  # old versions: a boxed '>'
         "busy_regex": r"esc to interrupt|ctrl\+c to interrupt|Waiting for \d+ background|^\s*[·✢✳✶✻✽*]\s\S[^…]{0,60}…",
         "ends_at_blank": False,
-        "has_queue": True,
     }),
     "codex": _GENERIC.model_copy(update={
         "name": "codex",
@@ -36,7 +35,6 @@ PROFILES: dict[str, TuiProfile] = {
         "ready_regex": r"for agents| · [~/]",
         # No marker while a reply streams; a finished (or stopped) turn ends with one of these lines.
         "turn_end_regex": r"Worked for |[Ii]nterrupted|^\s*■",
-        "has_queue": False,
         "sends_mid_turn": True,
     }),
     "gemini": _GENERIC.model_copy(update={
@@ -45,7 +43,6 @@ PROFILES: dict[str, TuiProfile] = {
         "busy_regex": r"esc to cancel",
         "queued_regex": r"Queued \(press|Queued:",
         "ends_at_blank": False,
-        "has_queue": True,
     }),
 }
 PROFILE_NAMES = ("auto", *PROFILES)

@@ -74,7 +74,6 @@ class TuiProfile(BaseModel):
     ready_regex: str | None = Field(
         default=None, description="a line at or below the composer that shows the app finished starting"
     )
-    has_queue: bool = Field(default=True, description="Enter while busy queues the prompt (Claude Code, Gemini)")
     sends_mid_turn: bool = Field(default=False, description="Enter while busy sends into the running turn (Codex)")
 
 
@@ -185,14 +184,6 @@ def unstyle_lines(lines: list[str]) -> tuple[list[str], list[str]]:
 
 def count_markers(text: str, pattern: str) -> int:
     return len(re.findall(pattern, text))
-
-
-def matches(pattern: str | None, lines: list[str]) -> str | None:
-    """The first line matching ``pattern`` (None when no pattern or no match)."""
-    if not pattern:
-        return None
-    regex = re.compile(pattern)
-    return next((line for line in lines if regex.search(line)), None)
 
 
 def _cell_width(char: str) -> int:

@@ -51,7 +51,6 @@ from gpu_preflight.tools.offers.records import OfferSet
 from .assess import Assessment
 from .calibrate_rows import SCENARIOS, OfferOption, TaxAnswer, decide_rest, scale_to_offers
 from .calibrate_rules import (
-    PROBE_MIN_STEPS,
     SWITCH_MIN_GAIN,
     Decision,
     Priority,
@@ -59,6 +58,7 @@ from .calibrate_rules import (
     decide_wait,
     full_rule,
     pct,
+    policy_min_steps,
     switch_rule,
     too_short,
 )
@@ -218,14 +218,16 @@ def calibrate(
     fired: Sequence[TriggerResult] = (),
     priority: Priority = "balanced",
     heartbeat: dict[str, Any] | None = None,
-    min_steps: int = PROBE_MIN_STEPS,
+    min_steps: int | None = None,
 ) -> Calibration:
     """Re-estimate the rest of the run from ``probe``, scale it to ``offers`` and decide.
 
     ``heartbeat`` is the run's heartbeat (a dict as ``heartbeat`` returns it): asked first, so a
     probe that exited non-zero, was killed or hung is ``kill`` whatever it measured before.
-    ``min_steps`` is the policy's probe minimum: fewer steps (no time cap, no full window) is ``wait``.
+    ``min_steps`` is the policy's probe minimum (default: the run-calibrated policy's): fewer steps (no time
+    cap, no full window) is ``wait``.
     """
+    min_steps = policy_min_steps() if min_steps is None else min_steps
     run, p = parse_spec(spec), parse_probe(probe)
     if priority not in ("balanced", "cost", "time"):
         raise PreflightError("priority", priority, "balanced, cost or time")

@@ -28,8 +28,14 @@ Priority = Literal["balanced", "cost", "time"]
 DecisionName = Literal["keep", "switch", "kill", "wait"]
 SWITCH_MIN_GAIN = 0.20
 SWITCH_MAX_LOSS = 0.10
-PROBE_MIN_STEPS = 20
-"""The run-calibrated policy's ``min_steps`` (checklist/policies/run-calibrated.toml), used when none is given."""
+
+
+def policy_min_steps() -> int:
+    """The run-calibrated policy's probe ``min_steps``, read from the policy file (the one place it is set;
+    a copy here had drifted from nothing yet, but nothing read the file). ``load_policy`` is cached."""
+    from gpu_preflight.checklist.policy import load_policy  # the checklist room owns policies: read, not copied
+
+    return load_policy("run-calibrated").probe_caps.min_steps
 
 
 class Decision(BaseModel):
