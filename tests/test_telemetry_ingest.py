@@ -37,7 +37,7 @@ EXPECTED: dict[str, tuple[str, int, int, int]] = {
     "logs/composer_llmfoundry_mpt_aws.log": ("composer", 1, 2, 0),
     "logs/hf_trainer_gaudi_blog_summary.log": ("hf_trainer", 2, 0, 0),
     "logs/hf_trainer_new_string_format_trl_sft.log": ("hf_trainer", 4, 2, 0),
-    "logs/hf_trainer_old_float_format_llama_lora.log": ("hf_trainer", 4, 1, 0),
+    "logs/hf_trainer_old_float_format_llama_lora.log": ("hf_trainer", 3, 1, 1),  # the closing redraw is no step
     "logs/lightning_progress_bars.log": ("lightning", 7, 5, 1),
     "logs/megatron_deepspeed_issue396.log": ("megatron", 3, 0, 0),
     "logs/nanochat_a100_pr147.log": ("nanochat", 7, 0, 0),
@@ -59,7 +59,7 @@ def test_every_fixture_file_is_listed() -> None:
         f"{p.parent.name}/{p.name}"
         for d in ("nvidia-smi", "logs")
         for p in (FIXTURES / d).iterdir()
-        if p.suffix != ".md"
+        if p.suffix != ".md" and p.is_file()  # sub-folders (our own fixtures) have their own tests
     }
     assert on_disk == set(EXPECTED)
 

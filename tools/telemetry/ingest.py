@@ -27,13 +27,18 @@ from .models import (
     IngestFormat,
     IngestResult,
     LogSample,
+    ProcessSample,
 )
 from .nvsmi import (
     DmonParser,
     QueryCsvParser,
     looks_like_query_header,
+    looks_like_query_row,
     normalise_query_column,
 )
+from .nvsmi_pmon import PMON_HEADER, PMON_UNITS, PmonParser
+from .nvsmi_table import VERSION_LINE, TableParser
+from .regex_proposal import unread_lines_hint
 from .trainlog import make_log_parser
 from .trainlog_formats import SIGNATURES
 
@@ -41,11 +46,15 @@ ALL_FORMATS: tuple[IngestFormat, ...] = (*GPU_FORMATS, *LOG_FORMATS)
 DETECT_MAX_SEGMENTS = 5000
 _MAX_PATH_CHARS = 4096
 _SMI_ROW = re.compile(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?\s*,")
-_DMON_HEADER = re.compile(r"^#?\s*(?:gpu|Date\s+Time\s+gpu)\s+(?:pwr|sm|gtemp|temp|mem|fb|mclk|pclk)\b", re.I)
+_DMON_HEADER = re.compile(r"^#?\s*(?:Date\s+)?(?:Time\s+)?gpu\s+(?:pwr|sm|gtemp|temp|mem|fb|mclk|pclk)\b", re.I)
+# Three lines per default table (version, the Pwr:Usage/Cap header, the process box's title), not
+# one per GPU: a job log that prints nvidia-smi once at its top stays a training log.
+_TABLE_LINE = re.compile(r"^\|\s*(?:Fan\s+Temp\s+Perf\s+Pwr:Usage/Cap\b|Processes:)")
 _DMON_UNITS = re.compile(r"^#\s*(?:YYYYMMDD\s+HH:MM:SS\s+)?Idx\b")
 _QUERY_HINT_FIELDS = ("utilization.", "memory.", "power.", "temperature.", "clocks.", "index", "timestamp")
 
-AnyParser = StreamParser[GpuSample] | StreamParser[LogSample]
+AnyParser = StreamParser[GpuSample] | StreamParser[LogSample] | StreamParser[ProcessSample]
+COLUMNS_HINT = "pass columns=... (the --query-gpu fields in order)"
 
 
 def _score_line(segment: str, scores: dict[IngestFormat, int]) -> None:
@@ -55,11 +64,17 @@ def _score_line(segment: str, scores: dict[IngestFormat, int]) -> None:
         if any(normalise_query_column(c).startswith(_QUERY_HINT_FIELDS) for c in cells):
             scores["nvidia_smi_query"] += 1
         return
-    if _SMI_ROW.match(text):
+    if _SMI_ROW.match(text) or looks_like_query_row(cells):
         scores["nvidia_smi_query"] += 1
+        return
+    if PMON_HEADER.match(text) or PMON_UNITS.match(text):  # before dmon: its "# Idx" line matches both
+        scores["nvidia_smi_pmon"] += 1
         return
     if _DMON_HEADER.match(text) or _DMON_UNITS.match(text):
         scores["nvidia_smi_dmon"] += 1
+        return
+    if VERSION_LINE.match(text) or _TABLE_LINE.match(text):
+        scores["nvidia_smi_table"] += 1
         return
     for fmt, signature in SIGNATURES.items():
         if signature.search(text):
@@ -86,6 +101,10 @@ def make_parser(fmt: str, *, regex: str | None = None, columns: Sequence[str] | 
         return QueryCsvParser(columns)
     if fmt == "nvidia_smi_dmon":
         return DmonParser()
+    if fmt == "nvidia_smi_table":
+        return TableParser()
+    if fmt == "nvidia_smi_pmon":
+        return PmonParser()
     if fmt in LOG_FORMATS:
         return make_log_parser(fmt, regex=regex)
     raise PreflightError("fmt", fmt, ", ".join(ALL_FORMATS))
@@ -111,36 +130,51 @@ def ingest(
     *,
     fmt: str | None = None,
     regex: str | None = None,
-    columns: Sequence[str] | None = None,
+    columns: Sequence[str] | str | None = None,
     field: str = "path",
 ) -> IngestResult:
     """Parse a recorded nvidia-smi capture or training log into samples, detecting the format.
 
     ``fmt`` forces a format (one of :data:`ALL_FORMATS`); ``regex`` (named groups from
     :data:`~gpu_preflight.tools.telemetry.trainlog.REGEX_GROUPS`) implies ``fmt="regex"``;
-    ``columns`` gives the field order of a ``--format=csv,noheader`` capture; ``field`` names a path
-    argument in errors. An undetected format names the file, never its first line (it may be a secret).
+    ``columns`` gives the field order of a ``--format=csv,noheader`` capture (a list, or one string
+    ``"index,utilization.gpu,..."``) and implies ``fmt="nvidia_smi_query"``; ``field`` names a path
+    argument in errors. An undetected format names the file, never its first line (it may be a secret); it
+    shows at most three lines that look like metrics (never one that looks like a secret) and proposes a regex
+    built from them (:mod:`.regex_proposal`).
     """
     from_file = isinstance(text_or_path, os.PathLike)
     text = read_text(text_or_path, field=field)
     from_file = from_file or text is not text_or_path
     if regex is not None and fmt not in (None, "regex"):
         raise PreflightError("fmt", fmt, "'regex' or nothing when a regex is given")
+    if isinstance(columns, str):
+        columns = [c.strip() for c in columns.split(",")]
+    if columns is not None and (fmt not in (None, "nvidia_smi_query") or regex is not None):
+        raise PreflightError("columns", ",".join(columns), "only with fmt nvidia_smi_query (a --query-gpu CSV)")
     chosen: str | None = "regex" if regex is not None else fmt
+    if chosen is None and columns is not None:
+        chosen = "nvidia_smi_query"  # the columns say what it is: the --query-gpu fields of a noheader CSV
     if chosen is None:
         chosen = detect_format(text)
     if chosen is None and from_file:
         raise PreflightError("fmt", None, ", ".join(ALL_FORMATS),
-                             f"format not detected in {os.fspath(text_or_path)!r}: pass fmt or a regex")
+                             f"format not detected in {os.fspath(text_or_path)!r}: pass fmt or a regex"
+                             + unread_lines_hint(text))
     if chosen is None:
         looks_like_path = "\n" not in text and len(text) < 300
         hint = "no such file" if looks_like_path else "pass fmt=... or a regex with named groups"
+        hint += "" if looks_like_path else unread_lines_hint(text)
         raise PreflightError("fmt", text[:60] if looks_like_path else "(undetected)", ", ".join(ALL_FORMATS), hint)
     parser = make_parser(chosen, regex=regex, columns=columns)
     samples = parser.feed_text(text)
+    if isinstance(parser, QueryCsvParser) and not samples and parser.rows_without_columns:
+        raise PreflightError("columns", None, "the --query-gpu fields of a --format=csv,noheader capture, in order",
+                             COLUMNS_HINT)
     return IngestResult(
         format=cast(IngestFormat, chosen),
         samples=samples,
         skipped_lines=parser.skipped_lines,
         duplicate_lines=parser.duplicate_lines,
+        processes=parser.processes if isinstance(parser, TableParser) else [],
     )

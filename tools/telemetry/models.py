@@ -17,14 +17,16 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-GpuFormat = Literal["nvidia_smi_query", "nvidia_smi_dmon"]
-LogFormat = Literal["nanogpt", "nanochat", "torchtitan", "hf_trainer", "lightning", "composer", "megatron", "regex"]
+GpuFormat = Literal["nvidia_smi_query", "nvidia_smi_dmon", "nvidia_smi_table", "nvidia_smi_pmon"]
+LogFormat = Literal["nanogpt", "nanochat", "torchtitan", "hf_trainer", "lightning", "composer", "megatron",
+                    "modded_nanogpt", "fairseq", "deepspeed", "llama_factory", "litgpt", "torchtune", "regex"]
 IngestFormat = Literal[GpuFormat, LogFormat]
 GPU_FORMATS: tuple[GpuFormat, ...] = get_args(GpuFormat)
 LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 
 SampleKind = Literal["train", "eval", "summary"]
 TokensScope = Literal["job", "device"]
+StepTimeSource = Literal["log_timestamps", "write_times"]
 
 
 class _Frozen(BaseModel):
@@ -56,6 +58,7 @@ class GpuSample(_Frozen):
     mem_clock_mhz: float | None = None
     fan_pct: float | None = None
     throttle_reasons: list[str] | None = None
+    perf_state: str | None = Field(default=None, pattern=r"^P\d{1,2}$")
 
 
 class LogSample(_Frozen):
@@ -86,6 +89,41 @@ class LogSample(_Frozen):
     eta_s: float | None = None
     eval_runtime_s: float | None = None
     timestamp: str | None = None
+    step_time_avg_s: float | None = Field(default=None, description=(
+        "A running average of the step time as the framework printed it (modded-nanogpt step_avg, a tqdm "
+        "bar's smoothed rate): it includes earlier steps (warm-up, smaller batches), so it is never step_time_s."))
+    step_time_source: StepTimeSource | None = Field(
+        default=None, description="Where step_time_s came from when not printed on this line (see writetimes).")
+
+
+class ProcessSample(_Frozen):
+    """One process on one GPU: a row of ``nvidia-smi pmon`` or of the default table's process list.
+
+    Why its own model: a heartbeat has to say *which* process holds a GPU (a stray notebook
+    kernel, a zombie from the last run), which no per-GPU counter can. ``seq`` numbers the
+    snapshot the row belongs to: the table (0, 1, ...) or the pmon cycle. pmon prints no cycle
+    marker, so a new cycle is inferred when the GPU index goes back, a (GPU, pid) pair repeats,
+    or the ``-o DT`` time changes. ``fb_mib`` is the process's GPU memory: pmon's ``fb`` (printed
+    as MB, the same MiB figure the table prints under "GPU Memory Usage"). A ``-`` or ``N/A``
+    cell, and a cell nvidia-smi cut short (``13319...``), is ``None``: the figure was not
+    printed whole, and a truncated number would be wrong.
+    """
+
+    gpu_index: int = Field(ge=0)
+    seq: int = Field(default=0, ge=0)
+    timestamp: str | None = None
+    pid: int | None = Field(default=None, ge=0)
+    type: str | None = Field(default=None, pattern=r"^[CGM](\+[CGM])*$")
+    command: str | None = None
+    sm_pct: float | None = None
+    mem_pct: float | None = None
+    enc_pct: float | None = None
+    dec_pct: float | None = None
+    jpg_pct: float | None = None
+    ofa_pct: float | None = None
+    fb_mib: float | None = None
+    gi_id: int | None = None
+    ci_id: int | None = None
 
 
 class IngestResult(_Frozen):
@@ -95,12 +133,17 @@ class IngestResult(_Frozen):
     record continuation (banners, shell prompts, ``...`` elisions, truncated lines); they are
     counted, never fatal. ``duplicate_lines`` counts the same step printed again (every rank of
     a multi-GPU job prints it, tqdm redraws its bar), dropped so medians are not skewed.
+
+    For ``nvidia_smi_pmon`` the processes ARE the samples (:class:`ProcessSample`, one per pmon
+    row). ``processes`` holds the process list printed beside GPU readings (the default
+    ``nvidia_smi_table``'s "Processes:" box); it is empty for every other format.
     """
 
     format: IngestFormat
-    samples: list[GpuSample] | list[LogSample]
+    samples: list[GpuSample] | list[LogSample] | list[ProcessSample]
     skipped_lines: int = Field(ge=0)
     duplicate_lines: int = Field(default=0, ge=0)
+    processes: list[ProcessSample] = Field(default_factory=list)
 
     def gpu_samples(self) -> list[GpuSample]:
         """The samples, typed, when the format is an nvidia-smi one (else an empty list)."""
@@ -109,3 +152,7 @@ class IngestResult(_Frozen):
     def log_samples(self) -> list[LogSample]:
         """The samples, typed, when the format is a training-log one (else an empty list)."""
         return [s for s in self.samples if isinstance(s, LogSample)]
+
+    def process_samples(self) -> list[ProcessSample]:
+        """Every process reading: pmon's samples, or the table's process list (else an empty list)."""
+        return [s for s in self.samples if isinstance(s, ProcessSample)] + list(self.processes)

@@ -1,5 +1,7 @@
 """Parsers for recorded ``nvidia-smi`` output: ``--query-gpu ... --format=csv`` and ``dmon``.
 
+(The default table is read by :mod:`.nvsmi_table`, ``pmon`` by :mod:`.nvsmi_pmon`.)
+
 A recorded log is the only telemetry there is for a box the server does not run on, and the
 playbook's two capture commands are::
 
@@ -72,16 +74,25 @@ _QUERY_FIELDS: dict[str, tuple[str, int]] = {
     "clocks.mem": ("mem_clock_mhz", 0),
     "clocks.current.memory": ("mem_clock_mhz", 0),
     "fan.speed": ("fan_pct", 0),
+    "pstate": ("perf_state", 0),
     "clocks_event_reasons.active": ("throttle_reasons", 0),
     "clocks_throttle_reasons.active": ("throttle_reasons", 0),
 }
 # Columns that identify a GPU when there is no ``index`` column.
 _IDENTITY_FIELDS = frozenset({"uuid", "gpu_uuid", "pci.bus_id", "gpu_bus_id"})
-_TEXT_FIELDS = frozenset({"timestamp", "name"})
+_TEXT_FIELDS = frozenset({"timestamp", "name", "pstate"})
 _HEADER_CELL = re.compile(r"^[a-z][a-z0-9_.]*(\s*\[[^\]]*\])?$", re.IGNORECASE)
 _UNIT_SUFFIX = re.compile(r"\s*\[[^\]]*\]$")
 _SMI_TIMESTAMP = re.compile(r"^(\d{4})/(\d{2})/(\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)$")
 _VALUE_UNIT = re.compile(r"^(\S+)(?:\s+(%|MiB|GiB|W|MHz|C|KB/s|MB/s))?$")
+# A headerless row is taken for a query row only with a mark no training log prints: a GPU UUID,
+# a PCI bus id, a MiB figure or an NVIDIA product name (a bare "0, 45, 1234" could be anything).
+_GPU_MARK = re.compile(
+    r"^(?:GPU-[0-9a-f]{8}-[0-9a-f-]+|[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]|\d+(?:\.\d+)?\s*MiB"
+    r"|(?:NVIDIA|Tesla|GeForce|Quadro|TITAN)\b.*)$",
+    re.IGNORECASE,
+)
+_ROW_CELL = re.compile(r"^[\w .:/()\[\]%+-]*$")
 
 # dmon column -> GpuSample field. ``pclk`` is the graphics (processor) clock, which the SMs run at.
 _DMON_FIELDS: dict[str, str] = {
@@ -112,6 +123,17 @@ def smi_timestamp_to_iso(text: str) -> str:
     return f"{year}-{month}-{day}T{clock}"
 
 
+def dmon_timestamp(date: str | None, clock: str | None) -> str | None:
+    """``dmon``/``pmon -o DT`` columns (``20240117``, ``14:58:48``) -> ISO 8601 without a zone.
+
+    >>> dmon_timestamp("20240117", "14:58:48"), dmon_timestamp(None, "14:58:48")
+    ('2024-01-17T14:58:48', None)
+    """
+    if date is None or clock is None or not re.fullmatch(r"\d{8}", date):
+        return None
+    return f"{date[:4]}-{date[4:6]}-{date[6:]}T{clock}"
+
+
 def normalise_query_column(cell: str) -> str:
     """Header cell -> query field name: unit suffix dropped, lower case (``memory.used [MiB]``)."""
     return _UNIT_SUFFIX.sub("", cell.strip()).strip().lower()
@@ -130,6 +152,22 @@ def looks_like_query_header(cells: Sequence[str]) -> bool:
             for c in cells
         )
     )
+
+
+def looks_like_query_row(cells: Sequence[str]) -> bool:
+    """True for a ``--format=csv,noheader`` data row: nvidia-smi's timestamp first, or an index and a GPU mark.
+
+    >>> looks_like_query_row(["0", "NVIDIA H100 80GB HBM3", "45 %", "1234 MiB"])
+    True
+    >>> looks_like_query_row(["10", "3.2202", "893.76"])  # a training log's CSV row
+    False
+    """
+    if len(cells) < 2 or not all(_ROW_CELL.match(c) for c in cells):
+        return False
+    first = cells[0].strip()
+    if _SMI_TIMESTAMP.match(first):
+        return True  # nvidia-smi's own timestamp layout is mark enough
+    return len(cells) >= 3 and first.isdigit() and any(_GPU_MARK.match(c.strip()) for c in cells[1:])
 
 
 def _query_value(column: str, raw: str) -> Any:
@@ -160,6 +198,12 @@ class QueryCsvParser(StreamParser[GpuSample]):
     prints its header each time). A new header line restarts the column map, so concatenated
     captures and the ``--query-compute-apps`` table beside a GPU table both parse; rows of a
     table with no GPU column (the process table) are counted as skipped.
+
+    A ``noheader`` row read with no ``columns`` is skipped and counted in ``rows_without_columns``
+    (the playbook's own query, timestamp first, is the one layout assumed): which number is
+    ``utilization.gpu`` and which ``utilization.memory`` only the command line knows, and a guess
+    would be a wrong answer given as a right one. :func:`~.ingest.ingest` turns that count into an
+    error asking for the columns.
     """
 
     format = "nvidia_smi_query"
@@ -174,6 +218,7 @@ class QueryCsvParser(StreamParser[GpuSample]):
         self._identity_order: dict[str, int] = {}
         self._group_key: object = None
         self._group_pos = 0
+        self.rows_without_columns = 0  # data rows of a noheader capture read without ``columns``
 
     def _set_columns(self, columns: list[str]) -> None:
         unknown = [c for c in columns if not c]
@@ -189,8 +234,11 @@ class QueryCsvParser(StreamParser[GpuSample]):
             self._set_columns([normalise_query_column(c) for c in cells])
             self._assumed_columns = False
             return []
-        if self._columns is None and self._assumed_columns and len(cells) == len(PLAYBOOK_QUERY_COLUMNS):
+        if (self._columns is None and self._assumed_columns and len(cells) == len(PLAYBOOK_QUERY_COLUMNS)
+                and _SMI_TIMESTAMP.match(cells[0])):  # the playbook's query starts with the timestamp
             self._set_columns(list(PLAYBOOK_QUERY_COLUMNS))
+        if self._columns is None and looks_like_query_row(cells):
+            self.rows_without_columns += 1
         if self._columns is None or len(cells) != len(self._columns):
             self.skipped_lines += 1
             return []
@@ -222,7 +270,7 @@ class QueryCsvParser(StreamParser[GpuSample]):
             if name not in fields or rank < priority[name]:
                 fields[name] = value
                 priority[name] = rank
-        if not fields or set(fields) <= {"gpu_index", "timestamp", "name"}:
+        if not fields or set(fields) <= {"gpu_index", "timestamp", "name", "perf_state"}:
             return None  # a table without GPU readings (e.g. --query-compute-apps)
         if "gpu_index" not in fields:
             fields["gpu_index"] = self._infer_index(identity, fields.get("timestamp"))
@@ -303,8 +351,9 @@ class DmonParser(StreamParser[GpuSample]):
             return None
         index = int(fields["gpu_index"])
         fields["gpu_index"] = index
-        if date is not None and re.fullmatch(r"\d{8}", date) and clock is not None:
-            fields["timestamp"] = f"{date[:4]}-{date[4:6]}-{date[6:]}T{clock}"
+        stamp = dmon_timestamp(date, clock)
+        if stamp is not None:
+            fields["timestamp"] = stamp
         fields["seq"] = self._seq.get(index, 0)
         self._seq[index] = fields["seq"] + 1
         return GpuSample(**fields)

@@ -38,6 +38,9 @@ def check_markdown(c: RunCheck) -> str:
         util = f"{w.gpu_util_avg_pct:.0f}%" if w.gpu_util_avg_pct is not None else "n/a"
         mem = f"{w.mem_used_peak_pct:.0f}%" if w.mem_used_peak_pct is not None else "n/a"
         step = f"{w.step_time_median_s:.3g} s" if w.step_time_median_s is not None else "n/a"
+        source = w.step_time_source
+        if source and source != "log":
+            step += f" (from {source.replace('_', ' ')})"
         lines.append(f"window {w.index} ({w.start_s / 60:.3g}-{w.end_s / 60:.3g} min): GPU util {util}, memory peak "
                      f"{mem}, median step {step}, step {w.step_last if w.step_last is not None else 'n/a'}")
     ratio = f" ({c.throughput_ratio:.0%} of predicted)" if c.throughput_ratio is not None else ""
@@ -118,6 +121,8 @@ def summarize(result: IngestResult) -> IngestSummary:
             gpu_util_min_pct=min(util) if util else None, mem_used_peak_mib=max(used) if used else None,
             mem_total_mib=max(total) if total else None,
             power_avg_w=round(statistics.fmean(power), 2) if power else None)
+    if not result.log_samples() and result.process_samples():  # pmon: processes only
+        return IngestSummary(gpu_count=len({p.gpu_index for p in result.process_samples()}))
     train: list[LogSample] = [s for s in result.log_samples() if s.kind == "train"]
     steps = [s.step for s in train if s.step is not None]
     times, tokens, losses, mfu = (_vals(train, k) for k in ("step_time_s", "tokens_per_s", "loss", "mfu_pct"))

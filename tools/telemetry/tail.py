@@ -19,6 +19,12 @@ refused naming the argument (``field``) instead of blocking or streaming forever
 path, never bytes of the file. A path that does not exist yet is a log a run has not started writing;
 callers that were *given* the path (not a run record) pass ``must_exist=True`` to :func:`open_log`'s
 users, so a typo is an error and never "no records yet".
+
+Write times: a poll that read up to the file's end, on a line end, with nothing written since, knows
+when its last line was written (the file's ``st_mtime``, nanosecond resolution on ext4, xfs and
+tmpfs): :attr:`TailUpdate.arrived_epoch_s`. That is the timing a log without per-step times carries
+(:mod:`.writetimes`). Only the last line of a poll is timed: lines read together may have arrived
+together (a buffered flush) or one by one, and the file does not say which.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.common.files import check_allowed
 
 from .ingest import DETECT_MAX_SEGMENTS, AnyParser, detect_format, make_parser
-from .models import GpuSample, IngestFormat, LogSample
+from .models import GpuSample, IngestFormat, LogSample, ProcessSample
 
 DEFAULT_MAX_READ_BYTES = 16 * 1024 * 1024
 _ALLOWED = "a regular file holding a text log"
@@ -82,12 +88,25 @@ class TailUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: IngestFormat | None
-    samples: list[GpuSample] | list[LogSample]
+    samples: list[GpuSample] | list[LogSample] | list[ProcessSample]
     offset_bytes: int = Field(ge=0)
     skipped_lines: int = Field(ge=0)
     duplicate_lines: int = Field(ge=0)
     rotated: bool = False
     truncated: bool = False
+    arrived_epoch_s: float | None = Field(default=None, description="When this poll's last line was written "
+                                          "(file mtime), when known: see the module doc.")
+
+
+class Look(BaseModel):
+    """One look at a log that ended on a line end at the file's end: its identity, size and last write time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dev: int
+    ino: int
+    size_bytes: int = Field(ge=0)
+    written_epoch_s: float
 
 
 class LogTail:
@@ -158,6 +177,20 @@ class LogTail:
         """
         return self.offset_bytes > 0 and not self._partial
 
+    def look(self) -> Look | None:
+        """The file's last write time, when everything written so far was read and ended on a line end.
+
+        ``None`` while a line is unfinished or the file grew since the last read: then the write time
+        belongs to bytes not parsed yet, and pinning it on the last parsed line would be wrong.
+        """
+        if self._file is None or self._inode is None or not self.at_line_end:
+            return None
+        stat = os.fstat(self._file.fileno())
+        if stat.st_size != self.offset_bytes:
+            return None
+        return Look(dev=self._inode[0], ino=self._inode[1], size_bytes=self.offset_bytes,
+                    written_epoch_s=stat.st_mtime_ns / 1e9)
+
     @property
     def format(self) -> str | None:
         """The format given or detected so far (``None`` until enough lines arrived)."""
@@ -227,7 +260,10 @@ class LogTail:
                 self.offset_bytes = 0
                 self._partial = b""
                 segments.extend(self._split(self._read_available()))
-        return self._update(self._feed(segments), rotated=rotated, truncated=truncated)
+        samples = self._feed(segments)
+        look = self.look() if segments else None
+        return self._update(samples, rotated=rotated, truncated=truncated,
+                            arrived_epoch_s=look.written_epoch_s if look is not None else None)
 
     def flush(self) -> TailUpdate:
         """Treat the unfinished last line as complete and close open records (the run ended)."""
@@ -239,7 +275,8 @@ class LogTail:
         return self._update(samples)
 
     def _update(
-        self, samples: list[GpuSample] | list[LogSample], *, rotated: bool = False, truncated: bool = False
+        self, samples: list[GpuSample] | list[LogSample] | list[ProcessSample], *, rotated: bool = False,
+        truncated: bool = False, arrived_epoch_s: float | None = None,
     ) -> TailUpdate:
         skipped = self._parser.skipped_lines if self._parser is not None else 0
         duplicates = self._parser.duplicate_lines if self._parser is not None else 0
@@ -251,6 +288,7 @@ class LogTail:
             duplicate_lines=duplicates,
             rotated=rotated,
             truncated=truncated,
+            arrived_epoch_s=arrived_epoch_s,
         )
 
 
@@ -260,6 +298,7 @@ class SourceSummary(BaseModel):
     samples: int
     skipped_lines: int
     duplicate_lines: int
+    size_bytes: int | None = Field(default=None, description="Bytes read (a log: up to its last line end).")
 
 
 def read_source(path: str, *, fmt: str | None = None, regex: str | None = None, field: str = "path",
@@ -269,6 +308,13 @@ def read_source(path: str, *, fmt: str | None = None, regex: str | None = None, 
     The unfinished last line of a growing file is left for the next call (it may be half-written).
     ``field`` names the argument in a refusal (a FIFO, a device, a folder outside ``--allow-path``).
     """
+    samples, summary, _ = read_source_look(path, fmt=fmt, regex=regex, field=field, must_exist=must_exist)
+    return samples, summary
+
+
+def read_source_look(path: str, *, fmt: str | None = None, regex: str | None = None, field: str = "path",
+                     must_exist: bool = False) -> tuple[list[Any], SourceSummary, Look | None]:
+    """:func:`read_source`, and the :class:`Look` it ended on (None: mid-line, still growing, or no file)."""
     samples: list[Any] = []
     with LogTail(path, fmt=fmt, regex=regex, field=field, must_exist=must_exist) as tail:
         while True:
@@ -277,9 +323,11 @@ def read_source(path: str, *, fmt: str | None = None, regex: str | None = None, 
             samples.extend(update.samples)
             if tail.offset_bytes == before:
                 break
+        look = tail.look()
         if tail.at_line_end:
             update = tail.flush()  # closes a multi-line record (Composer) the file finished
             samples.extend(update.samples)
         summary = SourceSummary(path=path, format=update.format, samples=len(samples),
-                                skipped_lines=update.skipped_lines, duplicate_lines=update.duplicate_lines)
-    return samples, summary
+                                skipped_lines=update.skipped_lines, duplicate_lines=update.duplicate_lines,
+                                size_bytes=tail.offset_bytes)
+    return samples, summary, look
