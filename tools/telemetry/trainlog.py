@@ -24,15 +24,16 @@ from .lines import parse_number
 from .models import LOG_FORMATS, LogFormat, LogSample
 from .trainlog_base import LogParser
 from .trainlog_formats import (
-    lightning_label,
-    lightning_sample,
     parse_megatron,
     parse_nanochat,
     parse_nanogpt,
     parse_torchtitan,
-    parse_tqdm,
 )
-from .trainlog_records import ComposerParser, HfTrainerParser
+from .trainlog_hf import HfTrainerParser
+from .trainlog_json import FairseqParser, LlamaFactoryParser
+from .trainlog_lightning import LightningParser
+from .trainlog_more import DeepSpeedParser, LitgptParser, ModdedNanogptParser, TorchtuneParser
+from .trainlog_records import ComposerParser
 
 REGEX_GROUPS: tuple[str, ...] = (
     "step",
@@ -65,37 +66,6 @@ class LineLogParser(LogParser):
             self.skipped_lines += 1
             return []
         return self._emit(sample)
-
-
-class LightningParser(LogParser):
-    """PyTorch Lightning TQDM bars (``Epoch N: P%|bar| i/n [t<eta, R it/s, k=v, ...]``).
-
-    A notebook widget prints ``Epoch 39: 100%`` and the counts on the next line; the epoch is
-    carried over to that line.
-    """
-
-    format = "lightning"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._pending: tuple[str, int | None] | None = None
-
-    def feed_clean(self, segment: str) -> list[LogSample]:
-        label = lightning_label(segment)
-        state = parse_tqdm(segment)
-        if label is not None and state is None:
-            self._pending = label
-            return []
-        if state is None:
-            self.skipped_lines += 1
-            return []
-        if label is None:
-            label, self._pending = self._pending, None
-        if label is None:
-            self.skipped_lines += 1  # a bare tqdm bar that no Lightning label introduced
-            return []
-        kind, epoch = label
-        return self._emit(lightning_sample(state, kind, epoch))
 
 
 class RegexParser(LogParser):
@@ -157,6 +127,12 @@ def make_log_parser(fmt: str, *, regex: str | None = None) -> LogParser:
         return HfTrainerParser()
     if fmt == "composer":
         return ComposerParser()
+    stateful: dict[str, Callable[[], LogParser]] = {
+        "modded_nanogpt": ModdedNanogptParser, "fairseq": FairseqParser, "deepspeed": DeepSpeedParser,
+        "llama_factory": LlamaFactoryParser, "litgpt": LitgptParser, "torchtune": TorchtuneParser,
+    }
+    if fmt in stateful:
+        return stateful[fmt]()
     if fmt == "regex":
         if regex is None:
             raise PreflightError("regex", None, "a regex with named groups when fmt is 'regex'")

@@ -31,9 +31,20 @@ SIGNATURES: dict[LogFormat, re.Pattern[str]] = {
     "hf_trainer": re.compile(
         r"\{'(?:loss|eval_loss|train_runtime|learning_rate|grad_norm|train_loss)'\s*:|\*{5} \w+ metrics \*{5}"
     ),
-    "lightning": re.compile(r"\b(?:Epoch \d+|Validation|Testing|Sanity Checking)(?: DataLoader \d+)?:\s*\d+%"),
+    # TQDM's "Epoch 3:  50%" and Rich's "Epoch 2/2  ━━━ 12/12 0:00:00 • 0:00:00" (Lightning's two bars).
+    "lightning": re.compile(
+        r"\b(?:Epoch \d+|Validation|Testing|Sanity Checking)(?: DataLoader \d+)?:\s*\d+%"
+        r"|\bEpoch \d+/\d+ .*\d+/\d+ [\d:]+ \u2022 "
+    ),
     "composer": re.compile(r"\[batch=\d+/\d+\]"),
     "megatron": re.compile(r"\biteration\s+\d+\s*/\s*\d+\s*\|"),
+    # Issue 21's formats (parsers in trainlog_more / trainlog_json); none matches a line of the above.
+    "modded_nanogpt": re.compile(r"\bstep:\d+/\d+ (?:train_loss|val_loss|train_time):"),
+    "fairseq": re.compile(r"\"num_updates\": \"?\d+|\bnum_updates=\d+"),
+    "deepspeed": re.compile(r"\bstep=\d+, skipped=\d+|\bCurrSamplesPerSec="),
+    "llama_factory": re.compile(r"\"current_steps\": \d+"),
+    "litgpt": re.compile(r"\biter \d+ step \d+(?: \||:) loss"),
+    "torchtune": re.compile(r"\bStep \d+ \| loss:"),
 }
 
 _NANOGPT_ITER = re.compile(r"\biter (\d+): loss ([^,\s]+), time ([\d.]+)ms(?:, mfu (-?[\d.]+)%)?")
@@ -48,12 +59,8 @@ _ISO_LIKE = re.compile(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:[,.](\d+))
 _MEGATRON = re.compile(r"\biteration\s+(\d+)\s*/\s*(\d+)\s*\|(.*)$")
 _TQDM = re.compile(
     r"(?P<n>\d+)/(?P<total>\d+|\?)\s*\[(?P<elapsed>[\d:]+)<(?P<remaining>[\d:?]+),\s*"
-    r"(?P<rate>[\d.]+|\?)\s*(?P<unit>it/s|s/it)(?P<post>[^\]]*)\]"
-)
-_LIGHTNING_LABEL = re.compile(
-    r"\b(?:Epoch (?P<epoch>\d+)|(?P<other>Validation|Testing|Sanity Checking|Predicting)(?: DataLoader \d+)?)"
-    r":\s*\d+%"
-)
+    r"(?P<rate>[\d.]+|\?)\s*(?P<unit>it/s|s/it)(?:(?P<post>[^\]]*)\])?"
+)  # the "]" may be missing: a warning printed straight after "20.89s/it" (the DPO capture)
 
 
 def _num(token: str) -> float | None:
@@ -227,7 +234,7 @@ def parse_tqdm(line: str) -> TqdmState | None:
     if rate is not None and rate > 0:
         step_time = rate if match.group("unit") == "s/it" else 1.0 / rate
     postfix: dict[str, str] = {}
-    for part in match.group("post").split(","):
+    for part in (match.group("post") or "").split(","):
         key, sep, value = part.partition("=")
         if sep:
             postfix[key.strip()] = value.strip()
@@ -239,34 +246,4 @@ def parse_tqdm(line: str) -> TqdmState | None:
         remaining_s=clock_to_s(match.group("remaining")) if "?" not in match.group("remaining") else None,
         step_time_s=step_time,
         postfix=postfix,
-    )
-
-
-_LIGHTNING_LOSS_KEYS = ("train_loss_step", "train_loss", "loss_step", "loss", "train/loss", "train_loss_epoch")
-
-
-def lightning_label(line: str) -> tuple[str, int | None] | None:
-    """``("train", epoch)`` for ``Epoch N: P%``, ``("eval", None)`` for validation/test bars."""
-    match = _LIGHTNING_LABEL.search(line)
-    if not match:
-        return None
-    if match.group("epoch") is not None:
-        return "train", int(match.group("epoch"))
-    return "eval", None
-
-
-def lightning_sample(state: TqdmState, kind: str, epoch: int | None) -> LogSample:
-    """A Lightning bar state as a sample: ``step`` counts batches within ``epoch``."""
-    loss: float | None = None
-    for key in _LIGHTNING_LOSS_KEYS:
-        if key in state.postfix:
-            loss = _num(state.postfix[key])
-            break
-    return LogSample(
-        kind="train" if kind == "train" else "eval",
-        step=state.n,
-        total_steps=state.total,
-        epoch=float(epoch) if epoch is not None else None,
-        loss=loss,
-        step_time_s=state.step_time_s,
     )
