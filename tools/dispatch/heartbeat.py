@@ -154,15 +154,18 @@ class Hang:
         return f"hang threshold {self.after_s:g} s ({self.why})"
 
 
-def hang_for(hang_after_s: float | None, text: str) -> Hang:
-    """The caller's threshold, else :data:`HANG_STEPS` median steps of ``text`` with the floor, else the default."""
+def hang_for(hang_after_s: float | None, text: str, fmt: str | None = None, regex: str | None = None) -> Hang:
+    """The caller's threshold, else :data:`HANG_STEPS` median steps of ``text`` with the floor, else the default.
+
+    ``fmt``/``regex``: the run's recorded log layout, for ``text`` read from its log.
+    """
     if hang_after_s is not None:
         return Hang(hang_after_s, "set by the caller")
     try:
         from gpu_preflight.tools.telemetry.steptime import median_step_time_s
     except ModuleNotFoundError:  # the telemetry component is not installed
         return Hang(DEFAULT_HANG_AFTER_S, "the default: no step-time reader installed")
-    found = median_step_time_s(text)
+    found = median_step_time_s(text, fmt, regex)
     if found is None:
         return Hang(DEFAULT_HANG_AFTER_S, "the default: the run shows no step times")
     step, count = found
@@ -216,7 +219,8 @@ def _classify(hb: Heartbeat, pane: PaneInfo, snap: Scan, run: RunRecord | None, 
     if any(procfs.blocked_reading_tty(pid, pane.tty) for pid in group):
         hb.state, hb.reason = "waiting_for_input", "the foreground process is blocked reading the terminal"
         return (hb, None, None), None
-    hang = hang_for(hang_after_s, log_text or "\n".join(mine))
+    layout = (run.log_format, run.log_regex) if run is not None and log_text else (None, None)
+    hang = hang_for(hang_after_s, log_text or "\n".join(mine), *layout)
     hang.quiet_s, hang.log_s = hb.seconds_since_output_s, hb.seconds_since_log_write_s
     hang.has_log = run is not None and run.log_path is not None
     quiet = hb.seconds_since_output_s is not None and hb.seconds_since_output_s >= hang.after_s
@@ -283,7 +287,8 @@ def _run_heartbeat(run: RunRecord, snap: Scan, tmux: Tmux, hang_after_s: float |
             hb.seconds_since_log_write_s = round(log.seconds_since_write_s, 3)
             hb.log_growth_bytes = _log_growth(run.log_path, log.size_bytes)
     lines = _log_lines(text)
-    hb.probe_cap = tail_cap(run.cap_steps, run.cap_seconds, hb.elapsed_s, text)  # caps: probecap's doc
+    hb.probe_cap = tail_cap(run.cap_steps, run.cap_seconds, hb.elapsed_s, text,  # caps: probecap's doc
+                            run.log_format, run.log_regex)
     pane = snap.panes.get(run.pane_id or "")
     if pane is None:
         if job is not None and job.exited:

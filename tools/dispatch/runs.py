@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from gpu_preflight.tools.common.db import transaction
 from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.common.nextstep import call
 from gpu_preflight.tools.dispatch.dispatcher import dispatch
 from gpu_preflight.tools.dispatch.models import DispatchResult
 from gpu_preflight.tools.dispatch.sanitize import sanitize_text
@@ -43,6 +44,8 @@ class RunRecord(BaseModel):
     pid: int | None = Field(default=None, description="the wrapper's pid from its start record")
     started_at_epoch_s: float | None = None
     log_path: str | None = None
+    log_format: str | None = Field(default=None, description="the log's format when given at launch (else detected)")
+    log_regex: str | None = Field(default=None, description="a custom log layout: regex with named groups")
     predicted_tokens_per_s: float | None = None
     cap_steps: int | None = Field(default=None, description="probe runs: step cap of the run-calibrated policy")
     cap_seconds: float | None = Field(default=None, description="probe runs: time cap of the policy")
@@ -81,6 +84,8 @@ def record_run(
     checklist_id: str | None = None,
     override_reason: str | None = None,
     dispatch_status: str | None = None,
+    log_format: str | None = None,
+    log_regex: str | None = None,
     audit_id: int | None = None,
 ) -> RunRecord:
     """Store a run and return it (with its new ``run_id``)."""
@@ -88,13 +93,14 @@ def record_run(
         raise PreflightError("kind", kind, "probe or full")
     if predicted_tokens_per_s is not None and not predicted_tokens_per_s > 0:
         raise PreflightError("predicted_tokens_per_s", predicted_tokens_per_s, "a positive number or None")
+    check_log_layout(log_format, log_regex)
     record = RunRecord(
         run_id=_new_run_id(), created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         target=validate_any_target(target), pane_id=pane_id, socket_name=socket_name, socket_path=socket_path,
         command=command, kind=kind, job_id=job_id, pid=pid, started_at_epoch_s=started_at_epoch_s,
         log_path=log_path, predicted_tokens_per_s=predicted_tokens_per_s, cap_steps=cap_steps,
         cap_seconds=cap_seconds, checklist_id=checklist_id, override_reason=override_reason,
-        dispatch_status=dispatch_status, audit_id=audit_id,
+        dispatch_status=dispatch_status, audit_id=audit_id, log_format=log_format, log_regex=log_regex,
     )
     data = record.model_dump()
     columns = ", ".join(data)
@@ -116,7 +122,7 @@ def get_run(run_id: str) -> RunRecord:
     finally:
         conn.close()
     if row is None:
-        raise PreflightError("run_id", run_id, "the id of a recorded run (see list_runs)")
+        raise PreflightError("run_id", run_id, f"the id of a recorded run (see {call('list_runs')})")
     return RunRecord(**dict(row))
 
 
@@ -160,12 +166,36 @@ def check_log_path(log_path: str | None, field: str = "log_path") -> None:
         raise PreflightError(field, log_path, "a regular file (or none yet) the run writes its log to", f"it is {what}")
 
 
+def check_log_layout(log_format: str | None, log_regex: str | None) -> None:
+    """Refuse a log format that is not a training-log format, or a regex the log parser would not take.
+
+    Why at launch: the heartbeat reads the log with it for the whole run and must never fail on it; a bad
+    regex found an hour later is an hour of a probe whose step cap was never counted.
+    """
+    if log_format is None and log_regex is None:
+        return
+    from gpu_preflight.tools.telemetry.models import LOG_FORMATS
+    from gpu_preflight.tools.telemetry.trainlog import make_log_parser
+
+    if log_regex is not None and log_format not in (None, "regex"):
+        raise PreflightError("log_format", log_format, "'regex' or nothing when log_regex is given")
+    fmt = "regex" if log_regex is not None else log_format
+    if fmt not in LOG_FORMATS:
+        raise PreflightError("log_format", log_format, ", ".join(LOG_FORMATS))
+    try:
+        make_log_parser(str(fmt), regex=log_regex)
+    except PreflightError as exc:
+        raise PreflightError("log_regex", exc.got, exc.allowed, exc.hint) from None
+
+
 def launch_command(
     target: str,
     command: str,
     *,
     kind: RunKind,
     log_path: str | None = None,
+    log_format: str | None = None,
+    log_regex: str | None = None,
     predicted_tokens_per_s: float | None = None,
     cap_steps: int | None = None,
     cap_seconds: float | None = None,
@@ -194,6 +224,7 @@ def launch_command(
     if not sanitize_text(command, dispatch_options.get("controls", "reject"), field="command").strip():
         raise PreflightError("command", command, "a non-empty shell command")
     check_log_path(log_path)
+    check_log_layout(log_format, log_regex)
     if gate is not None:
         gate()
     pane = target
@@ -214,6 +245,6 @@ def launch_command(
         job_id=result.job_id, pid=result.pid, started_at_epoch_s=result.started_at_epoch_s, log_path=log_path,
         predicted_tokens_per_s=predicted_tokens_per_s, cap_steps=cap_steps, cap_seconds=cap_seconds,
         checklist_id=checklist_id, override_reason=override_reason, dispatch_status=result.status,
-        audit_id=result.audit_id,
+        audit_id=result.audit_id, log_format=log_format, log_regex=log_regex,
     )
     return LaunchResult(dispatch=result, run=run)

@@ -58,6 +58,12 @@ SCRIPTS: list[str] = [
     );
     CREATE INDEX dispatch_runs_pane ON dispatch_runs(pane_id, created_at);
     """,
+    # The run log's layout (issue 15): a custom regex is detected as nothing, so the heartbeat's step count
+    # and run_check need it recorded to read the log at all.
+    """
+    ALTER TABLE dispatch_runs ADD COLUMN log_format TEXT;
+    ALTER TABLE dispatch_runs ADD COLUMN log_regex TEXT;
+    """,
 ]
 
 

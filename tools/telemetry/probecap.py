@@ -9,7 +9,7 @@ says when the run has reached them, and :func:`gpu_preflight.tools.dispatch.inte
 Where it is seen: ``run_check`` (from the whole log) and ``heartbeat(run_id)`` (from the log tail the
 heartbeat already reads, :func:`steps_in_tail`) both report ``probe_cap``; ``preflight check`` and
 ``preflight watch`` stop a ``kind=probe`` run at its cap by default (``--no-enforce-caps`` to only
-report). MCP ``run_check``/``heartbeat`` stay read-only and say how to stop it (:data:`STOP_HINT`).
+report). MCP ``run_check``/``heartbeat`` stay read-only and say how to stop it (:func:`stop_hint`).
 
 "Reached" is ``>=``: a probe capped at 100 steps that logged step 100 has had its steps, and the
 minutes cap counts from the run's start record.
@@ -19,7 +19,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-STOP_HINT = "stop it (preflight check RUN, or the dispatcher's interrupt_run)"
+from gpu_preflight.tools.common.nextstep import call
+
+from .models import LogSample
+
+
+def stop_hint() -> str:
+    """How the caller stops a probe past its cap, in its own interface (MCP has no tool that interrupts)."""
+    return call("stop_run")
 
 
 class ProbeCap(BaseModel):
@@ -62,27 +69,41 @@ def probe_cap(cap_steps: int | None, cap_seconds: float | None, steps_done: int 
                     reached=bool(why), reason=reason)
 
 
-def steps_in_tail(text: str) -> int | None:
-    """The last training step a log tail shows (any detected log format), or None.
+def tail_samples(text: str, fmt: str | None = None, regex: str | None = None) -> list[LogSample]:
+    """The training-log records in ``text``: in the run's recorded format or regex, else the detected one.
+
+    Why the recorded layout first: a custom regex layout is detected as nothing, so a probe launched with
+    one had its step cap never counted (only its time cap). Never raises: a heartbeat must not fail on a log.
+    """
+    from gpu_preflight.tools.common.errors import PreflightError
+
+    from .ingest import detect_format, make_parser
+    from .models import LOG_FORMATS
+
+    chosen = "regex" if regex is not None else fmt or detect_format(text)
+    if chosen is None or chosen not in LOG_FORMATS:
+        return []
+    try:
+        found = make_parser(chosen, regex=regex).feed_text(text)
+    except (PreflightError, ValueError):
+        return []
+    return [s for s in found if isinstance(s, LogSample)]
+
+
+def steps_in_tail(text: str, fmt: str | None = None, regex: str | None = None) -> int | None:
+    """The last training step a log tail shows (its recorded format or regex, else the detected one), or None.
 
     The tail's first line is dropped: it may start mid-line (the heartbeat reads the last bytes).
     """
-    from .ingest import detect_format, make_parser
-    from .models import LOG_FORMATS, LogSample
-
     body = "\n".join(text.replace("\r", "\n").split("\n")[1:])
-    fmt = detect_format(body)
-    if fmt is None or fmt not in LOG_FORMATS:
-        return None
-    samples = make_parser(fmt).feed_text(body)
-    steps = [s.step for s in samples if isinstance(s, LogSample) and s.kind == "train" and s.step is not None]
+    steps = [s.step for s in tail_samples(body, fmt, regex) if s.kind == "train" and s.step is not None]
     return steps[-1] if steps else None
 
 
 def tail_cap(cap_steps: int | None, cap_seconds: float | None, elapsed_s: float | None,
-             log_tail: str) -> ProbeCap | None:
+             log_tail: str, fmt: str | None = None, regex: str | None = None) -> ProbeCap | None:
     """:func:`probe_cap` for a heartbeat: steps from the log tail (parsed only when a step cap is set)."""
     if cap_steps is None and cap_seconds is None:
         return None
-    steps = steps_in_tail(log_tail) if cap_steps is not None and log_tail else None
+    steps = steps_in_tail(log_tail, fmt, regex) if cap_steps is not None and log_tail else None
     return probe_cap(cap_steps, cap_seconds, steps, elapsed_s)

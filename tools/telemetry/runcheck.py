@@ -6,6 +6,10 @@ training log and the nvidia-smi capture are the record; reading them whole (thro
 processes (the MCP server and ``preflight watch``) can never disagree about where they are. Logs of
 a run are megabytes, which parse in well under a second.
 
+Step times: the log's own, else its timestamps, else its write times (each check records its look at the
+file, :mod:`.writetimes`), else the closing summary; ``step_time_source`` says which, and
+``timing_missing`` what is missing and what to change when none gave a number.
+
 The heartbeat comes from the dispatcher (:mod:`gpu_preflight.tools.dispatch`) when it is installed;
 without it ``heartbeat`` is null and a note says so, and the check still runs from the log path.
 
@@ -27,18 +31,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
+from gpu_preflight.tools.common.nextstep import call
 
 from .assess import Assessment, assess
 from .bottleneck import Bottleneck
 from .models import GpuSample, LogSample
 from .nvml import NvmlSnapshot
-from .probecap import STOP_HINT, ProbeCap, probe_cap
+from .probecap import ProbeCap, probe_cap, stop_hint
 from .runprogress import make_prediction, not_moving, summary_step_time, wall_elapsed_s
-from .tail import SourceSummary
+from .tail import SourceSummary, read_source_look
 from .tail import read_source as read_source  # re-exported: callers import it from here
 from .timeline import Timeline, build_timeline
 from .triggers import TriggerConfig, TriggerName, TriggerStatus
 from .windows import DEFAULT_WINDOW_S, EtaTrend, Window
+from .writetimes import LogTiming, silent_log, time_log
 
 RunDecisionName = Literal["keep", "kill", "done", "wait"]
 DEFAULT_DMON_INTERVAL_S = 10.0
@@ -110,6 +116,7 @@ class WindowBrief(BaseModel):
     power_avg_w: float | None = None
     tokens_per_s_median: float | None = None
     step_time_median_s: float | None = None
+    step_time_source: str | None = None
     mfu_median_pct: float | None = None
     step_last: int | None = None
     loss_last: float | None = None
@@ -144,6 +151,10 @@ class RunCheck(BaseModel):
     predicted_tokens_per_s: float | None = None
     measured_tokens_per_s: float | None = None
     throughput_ratio: float | None = None
+    step_time_source: str | None = Field(default=None, description=(
+        "Where the step time came from: log (printed per step), log_timestamps, write_times (when the log's lines "
+        "were written), summary (the closing summary)."))
+    timing_missing: str | None = Field(default=None, description="No step time: what is missing and what to do.")
     step_last: int | None = None
     total_steps: int | None = None
     eta_s: float | None = None
@@ -174,10 +185,10 @@ def check_run(inputs: RunInputs, *, gpu_samples: Sequence[GpuSample] = (), heart
     out_notes = list(notes)
     logs: list[LogSample] = []
     gpu: list[GpuSample] = list(gpu_samples)
-    log_summary = gpu_summary = None
+    log_summary = gpu_summary = look = None
     if inputs.log_path:
-        found, log_summary = read_source(inputs.log_path, fmt=inputs.log_format, regex=inputs.log_regex,
-                                         field="log_path", must_exist=not inputs.log_from_record)
+        found, log_summary, look = read_source_look(inputs.log_path, fmt=inputs.log_format, regex=inputs.log_regex,
+                                                    field="log_path", must_exist=not inputs.log_from_record)
         logs = [s for s in found if isinstance(s, LogSample)]
         if found and not logs:
             out_notes.append(f"{inputs.log_path} holds GPU readings, not a training log")
@@ -190,9 +201,16 @@ def check_run(inputs: RunInputs, *, gpu_samples: Sequence[GpuSample] = (), heart
         found, gpu_summary = read_source(inputs.nvsmi_path, field="nvsmi_path", must_exist=True)
         gpu.extend(s for s in found if isinstance(s, GpuSample))
         if found and not isinstance(found[0], GpuSample):
-            out_notes.append(f"{inputs.nvsmi_path} is not an nvidia-smi capture ({gpu_summary.format})")
+            out_notes.append(f"{inputs.nvsmi_path} holds no per-GPU readings ({gpu_summary.format}): use --query-gpu "
+                             "CSV, dmon or the nvidia-smi table")
+    timing = time_log(logs, path=inputs.log_path, look=look)
+    logs = timing.samples
     prediction = make_prediction(inputs, out_notes)
     wall = wall_elapsed_s(inputs, heartbeat, now_epoch_s)
+    silent = silent_log(len(logs), bool(heartbeat and heartbeat.get("state") == "running"), wall,
+                        log_summary.size_bytes if log_summary else None)
+    if silent:
+        out_notes.append(silent)
     config = TriggerConfig(early_checkpoint_s=inputs.early_checkpoint_s, gpu_count=inputs.num_gpus,
                            wall_elapsed_s=wall)
     timeline = _timeline(gpu, logs, inputs.gpu_interval_s, out_notes)
@@ -204,7 +222,7 @@ def check_run(inputs: RunInputs, *, gpu_samples: Sequence[GpuSample] = (), heart
         out_notes.append(f"no ETA: {stopped}")
         eta_s = None
     return _answer(inputs, result, logs, heartbeat, gpu_now, out_notes, now_epoch_s, run_id, kind,
-                   log_summary, gpu_summary, eta_s)
+                   log_summary, gpu_summary, eta_s, timing)
 
 
 def _eta(a: Assessment, timeline: Timeline, total_steps: int | None, notes: list[str]) -> float | None:
@@ -229,16 +247,24 @@ def _eta(a: Assessment, timeline: Timeline, total_steps: int | None, notes: list
 def _answer(inputs: RunInputs, a: Assessment, logs: list[LogSample], hb: dict[str, Any] | None,
             gpu_now: NvmlSnapshot | None, notes: list[str], now_epoch_s: float | None, run_id: str | None,
             kind: str | None, log_summary: SourceSummary | None, gpu_summary: SourceSummary | None,
-            eta_s: float | None) -> RunCheck:
+            eta_s: float | None, timing: LogTiming) -> RunCheck:
     with_data = [w for w in a.series.windows if w.gpu_sample_count or w.log_sample_count]
     current = with_data[-1] if with_data else None
     measured = _measured_tokens(with_data, inputs.num_gpus)
     predicted = inputs.predicted_tokens_per_s
-    step_times = [w.step_time_median_s for w in with_data if w.step_time_median_s]
+    timed = [w for w in with_data if w.step_time_median_s]
+    step_times = [w.step_time_median_s for w in timed if w.step_time_median_s]
+    source = timed[-1].step_time_source if timed else None
+    if source == "write_times":
+        notes.append(f"step times from the log's write times ({timing.filled} records timed by the file's "
+                     "last-write time between looks: an average over each logging interval)")
     summary = summary_step_time(logs)
     if not step_times and summary is not None:
-        step_times = [summary[0]]
+        step_times, source = [summary[0]], "summary"
         notes.append(f"step time from the closing summary: {summary[1]} steps in {summary[0] * summary[1]:g} s")
+    missing = None if step_times else timing.missing
+    if missing:
+        notes.append(f"no step time: {missing}")
     if measured is None and inputs.tokens_per_step and step_times:
         measured = inputs.tokens_per_step / step_times[-1]
         notes.append(f"tokens/s = {inputs.tokens_per_step:,} tokens per step (the spec) / {step_times[-1]:.4g} s")
@@ -265,7 +291,8 @@ def _answer(inputs: RunInputs, a: Assessment, logs: list[LogSample], hb: dict[st
         windows_count=len(a.series.windows), window_s=a.series.window_s, fired=a.fired, triggers=briefs,
         bottleneck=a.bottleneck, action=a.action, predicted_tokens_per_s=predicted,
         measured_tokens_per_s=round(measured, 3) if measured is not None else None,
-        throughput_ratio=ratio, step_last=steps[-1] if steps else None,
+        throughput_ratio=ratio, step_time_source=source, timing_missing=missing,
+        step_last=steps[-1] if steps else None,
         total_steps=totals[-1] if totals else None, eta_s=eta_s, eta_trend=a.eta_trend,
         elapsed_hours=round(elapsed_s / 3600, 4) if elapsed_s is not None else None, dph_total_usd=dph,
         cost_so_far_usd=so_far, cost_to_finish_usd=to_finish,
@@ -311,8 +338,8 @@ def decide_run(hb: dict[str, Any] | None, a: Assessment, logs: list[LogSample],
     if gpu_now is not None and gpu_now.answer is not None and gpu_now.answer.run_killing:
         return RunDecision(decision="kill", reason=f"GPU lost: {gpu_now.answer.message}")
     if cap is not None and cap.reached:
-        return RunDecision(decision="kill", reason=f"{cap.reason}: {STOP_HINT}, "
-                           "calibrate from what it measured, then launch the full run through the gate")
+        return RunDecision(decision="kill", reason=f"{cap.reason}: {stop_hint()}, "
+                           f"{call('calibrate')} from what it measured, then launch the full run through the gate")
     if a.fired:
         fired = [r for r in a.triggers if r.status == "fired"]
         reason = "; ".join(f"{r.name}: {r.message}" for r in fired)
@@ -356,7 +383,8 @@ def resolve_run(run_id: str, overrides: dict[str, Any], *, with_heartbeat: bool 
     from .runspec import checklist_spec, spec_tokens_per_step
 
     per_step = spec_tokens_per_step(checklist_spec(record.checklist_id)) if record.checklist_id else None
-    base = {"log_path": record.log_path, "predicted_tokens_per_s": record.predicted_tokens_per_s,
+    base = {"log_path": record.log_path, "log_format": record.log_format, "log_regex": record.log_regex,
+            "predicted_tokens_per_s": record.predicted_tokens_per_s,
             "started_at_epoch_s": record.started_at_epoch_s, "cap_steps": record.cap_steps,
             "cap_seconds": record.cap_seconds, "tokens_per_step": per_step}
     from_record = record.log_path is not None and not given.get("log_path")

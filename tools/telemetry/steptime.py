@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import statistics
 
-from .ingest import detect_format, make_parser
-from .models import LOG_FORMATS, LogSample
+from .probecap import tail_samples
 
 MAX_RECORDS = 100
 
 
-def median_step_time_s(text: str) -> tuple[float, int] | None:
-    """(median seconds per step, records it covers) from ``text``, or None when it shows no step times."""
+def median_step_time_s(text: str, fmt: str | None = None, regex: str | None = None) -> tuple[float, int] | None:
+    """(median seconds per step, records it covers) from ``text``, or None when it shows no step times.
+
+    ``fmt``/``regex``: the run's recorded log layout (a custom regex is detected as nothing).
+    """
     if not text.strip():
         return None
     try:
-        fmt = detect_format(text)
-        if fmt is None or fmt not in LOG_FORMATS:
-            return None
-        samples = make_parser(fmt).feed_text(text)
+        samples = tail_samples(text, fmt, regex)
     except Exception:  # a heartbeat must never fail on a log it cannot read
         return None
-    times = [s.step_time_s for s in samples if isinstance(s, LogSample) and s.kind == "train" and s.step_time_s]
+    times = [s.step_time_s for s in samples if s.kind == "train" and s.step_time_s]
     if len(times) > 1:
         times = times[1:]
     times = times[-MAX_RECORDS:]

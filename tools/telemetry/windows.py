@@ -64,6 +64,7 @@ class Window(BaseModel):
     tokens_per_s_scope: TokensScope | None = None
     step_time_median_s: float | None = None
     step_time_max_s: float | None = None
+    step_time_source: str | None = None  # log, log_timestamps, write_times (joined by + when mixed): writetimes
     mfu_median_pct: float | None = None
     step_first: int | None = None
     step_last: int | None = None
@@ -150,6 +151,8 @@ def _log_aggregates(points: list[TimedLog]) -> dict[str, object]:
     out["step_time_median_s"] = _median(s.step_time_s for s in train)
     step_times = _finite(s.step_time_s for s in train)
     out["step_time_max_s"] = max(step_times) if step_times else None
+    sources = {s.step_time_source or "log" for s in train if s.step_time_s is not None}
+    out["step_time_source"] = "+".join(sorted(sources)) if sources else None
     out["mfu_median_pct"] = _median(s.mfu_pct for s in train)
     steps = [s.step for s in train if s.step is not None]
     out["step_first"] = steps[0] if steps else None
