@@ -28,6 +28,7 @@ from gpu_preflight.tools.estimator.estimate import RunEstimate, estimate_run
 from gpu_preflight.tools.estimator.memory_host import cpu_verdict
 from gpu_preflight.tools.estimator.spec import RunSpec, parse_spec
 from gpu_preflight.tools.estimator.throughput import Scenarios
+from gpu_preflight.tools.offers.market_notes import MarketNotes
 from gpu_preflight.tools.offers.records import Offer, OfferSet, dph_total_for_storage
 
 Rank = Literal["cost", "time"]
@@ -36,7 +37,10 @@ MIN_RELIABILITY = 0.97
 MIN_INET_DOWN_MBPS = 10.0
 MIN_CUDA = 12.1
 """PyTorch 2.4+ wheels are built for CUDA 12.1 and newer; older drivers force an old stack."""
-BW_SANITY = (0.5, 1.5)
+SAMPLE_NOTE = (
+    "bundled sample of {n} real offers captured {span}, not today's market: plan over today's with a live "
+    "search (`--live QUERY` / live_query, needs VAST_API_KEY) or a saved `vastai search offers --raw` file "
+    "(`--offers FILE` / offers_file)")
 
 
 class Risk(BaseModel):
@@ -66,6 +70,7 @@ class OptionRow(BaseModel):
     inet_down_mbps: float | None
     download_hours: float | None
     transfer_usd: float = Field(description="Download volume at the offer's $/TB, included in cost_usd.")
+    captured_on: str | None = Field(default=None, description="UTC date Vast served this offer (YYYY-MM-DD).")
 
 
 class Rejected(BaseModel):
@@ -84,7 +89,8 @@ class PlanResult(BaseModel):
     skipped_records: int
     recommendation: str
     rows_omitted: int = Field(default=0, description="Fitting offers beyond `limit`, not shown.")
-    warnings: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list, description="One line per kind of note, with counts.")
+    offers_sample: bool = Field(default=False, description="True: planned over the bundled old sample.")
 
 
 @dataclass(frozen=True)
@@ -104,29 +110,23 @@ class _Fit:
 class _Group:
     estimate: RunEstimate
     gpu: ResolvedGpu
-    notes: tuple[str, ...]
 
 
-def _gpu_for(offer: Offer) -> tuple[ResolvedGpu | None, list[str]]:
+def _gpu_for(offer: Offer) -> ResolvedGpu | None:
+    """Datasheet figures from the catalogue (Vast's measured bandwidth is only noted, see market_notes);
+    Vast's FP32 total_flops for a GPU the catalogue lacks."""
     row = lookup_gpu(offer.gpu_name)
     if row is not None:
         gpu = from_catalogue(row, offer.gpu_ram_gb_per_gpu)
-        gpu = gpu.model_copy(update={"gpu_ram_gb": offer.gpu_ram_gb_per_gpu})
-        notes = []
-        measured = offer.gpu_mem_bw_gbps
-        if measured and not (BW_SANITY[0] * gpu.hbm_bw_gbps <= measured <= BW_SANITY[1] * gpu.hbm_bw_gbps):
-            notes.append(f"Vast measured {measured:.0f} GB/s memory bandwidth, catalogue {gpu.hbm_bw_gbps:.0f}: "
-                         "measurement ignored")
-        return gpu, notes
+        return gpu.model_copy(update={"gpu_ram_gb": offer.gpu_ram_gb_per_gpu})
     if not offer.total_flops_fp32_tflops:
-        return None, []
-    per_gpu = offer.total_flops_fp32_tflops / offer.num_gpus
-    gpu = ResolvedGpu(
+        return None
+    return ResolvedGpu(
         name=offer.gpu_name, architecture="unknown", gpu_ram_gb=offer.gpu_ram_gb_per_gpu, bf16_tflops=None,
-        fp16_tflops=None, fp32_tflops=per_gpu, hbm_bw_gbps=offer.gpu_mem_bw_gbps or 500.0,
-        tflops_source="vast_fp32", source="Vast offer total_flops (FP32 CUDA cores) / num_gpus",
+        fp16_tflops=None, fp32_tflops=offer.total_flops_fp32_tflops / offer.num_gpus,
+        hbm_bw_gbps=offer.gpu_mem_bw_gbps or 500.0, tflops_source="vast_fp32",
+        source="Vast offer total_flops (FP32 CUDA cores) / num_gpus",
     )
-    return gpu, [f"{offer.gpu_name} not in the catalogue: Vast's FP32 total_flops used (bf16 speed understated)"]
 
 
 def _spec_for(spec: RunSpec, num_gpus: int) -> RunSpec:
@@ -185,6 +185,7 @@ def _row(rank: int, f: _Fit, run: RunSpec, setup_h: float, min_cuda: float) -> O
         memory_verdict=e.memory.gpu.verdict, reliability=offer.reliability, inet_down_mbps=offer.inet_down_mbps,
         download_hours=round(f.download_h, 3) if f.download_h is not None else None,
         transfer_usd=f.transfer_usd,
+        captured_on=offer.captured_at.date().isoformat() if offer.captured_at else None,
     )
 
 
@@ -210,22 +211,21 @@ def plan_options(spec: RunSpec | dict[str, Any], offers: OfferSet, *, rank: Rank
     groups: dict[tuple[str, int, float], _Group | None] = {}
     fits: list[_Fit] = []
     rejected: list[Rejected] = []
-    warnings: set[str] = set()
+    notes = MarketNotes()
     setup_h = run.overheads.setup_debug_hours if run.overheads.setup_debug_hours is not None else 1.0
     for offer in offers.offers:
         label = f"{offer.num_gpus}x {offer.gpu_name}"
         key = (offer.gpu_name, offer.num_gpus, round(offer.gpu_ram_gb_per_gpu, 1))
         if key not in groups:
-            gpu, notes = _gpu_for(offer)
-            groups[key] = None if gpu is None else _Group(
-                estimate_run(_spec_for(run, offer.num_gpus), gpu), gpu, tuple(notes))
+            gpu = _gpu_for(offer)
+            groups[key] = None if gpu is None else _Group(estimate_run(_spec_for(run, offer.num_gpus), gpu), gpu)
         group = groups[key]
         if group is None:
             rejected.append(Rejected(offer_id=offer.offer_id, gpu_option=label,
                                      reasons=[f"unknown GPU {offer.gpu_name!r} and no total_flops to fall back on"]))
             continue
         e = group.estimate
-        warnings.update(group.notes)
+        notes.add(offer, group.gpu)
         reasons: list[str] = []
         g = e.memory.gpu
         if g.verdict == "fail":
@@ -260,13 +260,26 @@ def plan_options(spec: RunSpec | dict[str, Any], offers: OfferSet, *, rank: Rank
     from gpu_preflight.tools.offers.records import age_text
 
     captured = offers.captured_at
+    age = age_text(captured, _now(), source=offers.captured_at_source)
+    span = capture_span(offers)
+    warnings = notes.lines()
+    if offers.bundled_sample:
+        warnings.insert(0, SAMPLE_NOTE.format(n=len(offers.offers), span=span or "at an unknown time"))
+    if span:
+        age = f"captured {span} (the oldest {age.removeprefix('captured ')}; each row has its date)"
     return PlanResult(
         offers_captured_at=captured.isoformat() if captured else None,
-        offers_age=age_text(captured, _now(), source=offers.captured_at_source), offers_source=offers.source,
+        offers_age=age, offers_source=offers.source,
         ranked_by=rank, rows=ordered, rejected=rejected, skipped_records=len(offers.skipped),
         recommendation=recommend(ordered, fits), rows_omitted=max(0, len(fits) - limit),
-        warnings=sorted(warnings),
+        warnings=warnings, offers_sample=offers.bundled_sample,
     )
+
+
+def capture_span(offers: OfferSet) -> str | None:
+    """"2022-11-04 to 2025-07-26" when the offers were captured on different days, else None."""
+    days = sorted({o.captured_at.date() for o in offers.offers if o.captured_at is not None})
+    return f"{days[0].isoformat()} to {days[-1].isoformat()}" if len(days) > 1 else None
 
 
 def _now() -> Any:

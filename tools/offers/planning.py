@@ -41,7 +41,9 @@ def offers_for(spec: RunSpec | None, *, offers_file: str | None = None, live_que
         disk = storage_gb if storage_gb is not None else (planned_disk_gb(spec) if spec is not None else 50.0)
         return search_live(live_query, storage_gb=max(1.0, round(disk)), limit=limit)
     try:
-        return load_offers(offers_file or snapshot_path())
+        if not offers_file:
+            return load_offers(snapshot_path()).model_copy(update={"bundled_sample": True})
+        return load_offers(offers_file)
     except PreflightError as exc:
         if exc.field != "offers":
             raise

@@ -110,6 +110,7 @@ class OfferSet(BaseModel):
     captured_at: datetime | None = Field(default=None, description="oldest capture time, so ages never flatter")
     captured_at_source: CapturedAtSource | None = None
     source: str = "inline"
+    bundled_sample: bool = Field(default=False, description="the bundled old snapshot, not a file or a live search")
 
 
 def dph_total_for_storage(offer: Offer, storage_gb: float) -> float:

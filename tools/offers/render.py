@@ -7,7 +7,7 @@ from gpu_preflight.tools.offers.options import PlanResult
 
 PLAYBOOK_COLUMNS = ["GPU option", "$/h", "VRAM", "CPU RAM", "TFLOPS", "HBM BW", "pred tokens/s",
                     "time (opt/base/pess)", "cost (opt/base/pess)", "setup/debug tax %", "optimization effort",
-                    "major risks"]
+                    "major risks", "captured"]
 
 
 def plan_markdown(plan: PlanResult, max_rejected: int = 10) -> str:
@@ -18,7 +18,7 @@ def plan_markdown(plan: PlanResult, max_rejected: int = 10) -> str:
         f"{r.tflops:.0f}" + ("*" if r.tflops_source == "vast_fp32" else ""), f"{r.hbm_bw_gbps:.0f} GB/s",
         f"{r.pred_tokens_per_s:,.0f}", fmt_scenarios(r.time_hours, digits=1) + " h",
         fmt_scenarios(r.cost_usd, unit="$", digits=2), f"{r.setup_debug_tax:.0%}", r.optimization_effort,
-        ", ".join(x.code for x in r.major_risks) or "-",
+        ", ".join(x.code for x in r.major_risks) or "-", r.captured_on or "?",
     ] for r in plan.rows]
     out = [_plan_header(plan), ""]
     out.append(table(PLAYBOOK_COLUMNS, rows) if rows else "No offer fits.")
@@ -33,6 +33,7 @@ def plan_text(plan: PlanResult) -> str:
         "?" if r.cpu_ram_gb is None else f"{r.cpu_ram_gb:.0f}G", f"{r.tflops:.0f}", f"{r.hbm_bw_gbps:.0f}",
         f"{r.pred_tokens_per_s:,.0f}", fmt_scenarios(r.time_hours, digits=1), fmt_scenarios(r.cost_usd, "$", 2),
         f"{r.setup_debug_tax:.0%}", r.optimization_effort, ",".join(x.code for x in r.major_risks) or "-",
+        r.captured_on or "?",
     ] for r in plan.rows]
     grid = [PLAYBOOK_COLUMNS, *rows]
     widths = [max(len(str(row[i])) for row in grid) for i in range(len(PLAYBOOK_COLUMNS))]
@@ -43,7 +44,8 @@ def plan_text(plan: PlanResult) -> str:
 
 
 def _plan_header(plan: PlanResult) -> str:
-    return f"Offers: {plan.offers_source}, {plan.offers_age}; ranked by base {plan.ranked_by}."
+    source = "the bundled sample" if plan.offers_sample else plan.offers_source
+    return f"Offers: {source}, {plan.offers_age}; ranked by base {plan.ranked_by}."
 
 
 def _plan_footer(plan: PlanResult, max_rejected: int = 10) -> list[str]:
