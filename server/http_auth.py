@@ -9,6 +9,15 @@ a static shared secret does not have. The middleware below does the one thing ne
 SDK's own ``RequireAuthMiddleware`` sends. The comparison is constant-time over SHA-256 digests, so
 neither the token's content nor its length leaks through timing.
 
+Why only the MCP path is guarded and every other path is a plain 404, token or not: MCP clients that
+meet a 401 go looking for OAuth (``/.well-known/oauth-protected-resource``,
+``/.well-known/oauth-authorization-server``, then ``/register`` for dynamic client registration). When
+those answered 401 with ``WWW-Authenticate: Bearer``, Claude Code 2.1 reported "Dynamic Client
+Registration rejected (HTTP 401)" and the MCP Inspector said OAuth needs a TTY, hiding the real
+problem, a missing token. Now nothing outside ``/mcp`` looks like an auth server (404, no challenge,
+a body saying this server takes a static bearer token), and the 401 on ``/mcp`` says which header to
+send and where the token comes from. A 404 tells a caller nothing: the app serves no other path.
+
 Why the Host allow-list is spelled out: the SDK turns rebinding protection on by itself only for a
 loopback ``host`` and no settings; a token-protected non-loopback bind would otherwise run without it.
 Loopback names keep a wildcard port because an SSH tunnel's local port (``ssh -L 9000:127.0.0.1:8765``)
@@ -109,12 +118,26 @@ class BearerTokenMiddleware:
     """Refuse every HTTP request whose ``Authorization`` is not ``Bearer <the token>`` (401).
 
     Wraps the whole Starlette app, so it runs before the SDK's Host/Origin check: a foreign Host
-    with the right token still gets the SDK's 421. Lifespan events pass through untouched.
+    with the right token still gets the SDK's 421. Lifespan events pass through untouched. Paths
+    other than ``mcp_path`` get a 404 without a challenge (see the module docstring: no OAuth lookalike).
     """
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, *, token_var: str = DEFAULT_TOKEN_ENV, mcp_path: str = "/mcp") -> None:
         self.app = app
         self._expected = _digest(token.encode())
+        self.token_var = token_var
+        self.mcp_path = mcp_path.rstrip("/")
+
+    def guarded(self, path: str) -> bool:
+        """True for the MCP endpoint (and below it); everything else is answered 404 before the token check."""
+        return path.rstrip("/") == self.mcp_path or path.startswith(self.mcp_path + "/")
+
+    def how_to_send(self) -> str:
+        """The sentence every refusal carries: which header, and where its token comes from."""
+        return (f"send the header 'Authorization: Bearer <token>' with the token in ${self.token_var} on the "
+                f"machine running `preflight serve --http` (Claude Code: claude mcp add --transport http preflight "
+                f"URL --header \"Authorization: Bearer ${self.token_var}\"; Codex: bearer_token_env_var = "
+                f"\"{self.token_var}\"). This server does not use OAuth.")
 
     def authorized(self, header: bytes | None) -> bool:
         """Constant-time check of one ``Authorization`` header value (scheme is case-insensitive)."""
@@ -129,6 +152,10 @@ class BearerTokenMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        if scope["type"] == "http" and not self.guarded(str(scope.get("path", ""))):
+            text = f"only {self.mcp_path} is served here; {self.how_to_send()}"
+            await _json_response(send, 404, {"error": "not_found", "error_description": text})
+            return
         header = next((v for k, v in scope.get("headers", []) if k.lower() == b"authorization"), None)
         if self.authorized(header):
             await self.app(scope, receive, send)
@@ -140,14 +167,19 @@ class BearerTokenMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
         description = "Authentication required" if header is None else "Invalid bearer token"
-        body = json.dumps({"error": "invalid_token", "error_description": description}).encode()
-        await send({
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", f'Bearer error="invalid_token", error_description="{description}"'.encode()),
-            ],
-        })
-        await send({"type": "http.response.body", "body": body})
+        # RFC 6750 wants the challenge on a 401; it names no resource_metadata, so no OAuth is advertised.
+        challenge = f'Bearer error="invalid_token", error_description="{description}"'
+        await _json_response(send, 401, {"error": "invalid_token", "error_description": f"{description}: "
+                                         f"{self.how_to_send()}"}, [(b"www-authenticate", challenge.encode())])
+
+
+async def _json_response(send: Send, status: int, payload: dict[str, str],
+                         headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps(payload).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                    *(headers or [])],
+    })
+    await send({"type": "http.response.body", "body": body})

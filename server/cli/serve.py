@@ -89,11 +89,55 @@ def run(args: argparse.Namespace) -> int:
                             ("--max-connections-per-client", args.max_connections_per_client)):
             if value is not None:
                 raise PreflightError(flag, value, "only with --http (stdio needs no address)")
-        from gpu_preflight.server.app import create_server
-
-        create_server(read_only=args.read_only).run("stdio")
-        return 0
+        return run_stdio(read_only=args.read_only)
     return run_http(args)
+
+
+TTY_HELP = (
+    "preflight serve: waiting for an MCP client on stdin/stdout; this is not an interactive prompt "
+    "(Ctrl-C quits). An agent starts this command itself once it is registered:\n"
+    "  Claude Code: claude mcp add preflight -- preflight serve\n"
+    "  Codex (~/.codex/config.toml): [mcp_servers.preflight] with command = \"preflight\", args = [\"serve\"]\n"
+    "  Try it by hand: npx @modelcontextprotocol/inspector preflight serve\n")
+
+
+def run_stdio(*, read_only: bool) -> int:
+    """Serve MCP over stdio until the client closes stdin or a SIGINT/SIGTERM arrives."""
+    from gpu_preflight.server.app import create_server
+
+    if sys.stdin.isatty():  # a person typed `preflight serve`: say why nothing happens, and what to do
+        sys.stderr.write(TTY_HELP)
+        sys.stderr.flush()
+    exit_on_signals()
+    create_server(read_only=read_only).run("stdio")
+    return 0
+
+
+def exit_on_signals() -> None:
+    """SIGINT and SIGTERM end the stdio server at once: exit 130 and 0, no traceback.
+
+    Why not a graceful cancel: the SDK reads stdin in a worker thread, and a cancelled task waits for
+    that thread, so SIGINT did nothing until the client closed stdin (Claude Code logged "SIGINT failed,
+    sending SIGTERM" on every exit). Exiting at once loses nothing a client could still use: each state
+    write is one SQLite transaction (an interrupted one rolls back), a started job runs on in its own
+    tmux session, and the client that sent the signal is not reading replies any more. Installed before
+    the event loop starts, so asyncio leaves SIGINT to this handler.
+    """
+    import os
+    import signal
+
+    def stop(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        log.info("%s: stopping the stdio server", name)
+        try:
+            sys.stderr.write(f"preflight serve: {name}, stopped\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(130 if signum == signal.SIGINT else 0)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
 
 
 def run_http(args: argparse.Namespace) -> int:
@@ -111,7 +155,7 @@ def run_http(args: argparse.Namespace) -> int:
             hint=f"export {token_var}=$(openssl rand -hex 32), or keep 127.0.0.1 and tunnel with ssh -L")
     if token is None:
         log.warning("no bearer token (%s unset): any local process can call the tools", token_var)
-    app = build_app(host, port, token, args.allow_host, read_only=args.read_only)
+    app = build_app(host, port, token, args.allow_host, read_only=args.read_only, token_var=token_var)
     from gpu_preflight.server.http_limits import SlowClientLimits
 
     defaults = SlowClientLimits()
@@ -123,7 +167,7 @@ def run_http(args: argparse.Namespace) -> int:
 
 
 def build_app(host: str, port: int, token: str | None, allow_hosts: list[str] | None = None, *,
-              read_only: bool = False) -> Any:
+              read_only: bool = False, token_var: str = "PREFLIGHT_HTTP_TOKEN") -> Any:
     """The ASGI app: the SDK's streamable HTTP app with explicit rebinding settings, behind the token check
     and the slow-client limits (:class:`~gpu_preflight.server.http_limits.SlowClientLimits`)."""
     from gpu_preflight.server.app import create_server
@@ -132,7 +176,7 @@ def build_app(host: str, port: int, token: str | None, allow_hosts: list[str] | 
     mcp = create_server(read_only=read_only)
     app: Any = mcp.streamable_http_app(
         streamable_http_path=MCP_PATH, transport_security=transport_security(host, port, allow_hosts), host=host)
-    return BearerTokenMiddleware(app, token) if token else app
+    return BearerTokenMiddleware(app, token, token_var=token_var, mcp_path=MCP_PATH) if token else app
 
 
 def _serve(app: Any, host: str, port: int, token_var: str | None, log_level: str, limits: Any) -> int:

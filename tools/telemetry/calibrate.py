@@ -165,7 +165,10 @@ def parse_probe(data: Probe | dict[str, Any]) -> Probe:
     try:
         return Probe.model_validate(data)
     except ValidationError as exc:
-        raise from_validation_error(exc, "probe") from None
+        from gpu_preflight.tools.telemetry.probe_schema import problems_hint
+
+        first = from_validation_error(exc, "probe")  # every problem in the hint, not "and 1 more problem"
+        raise PreflightError(first.field, first.got, first.allowed, problems_hint(exc, data)) from None
 
 
 def _pre_estimate(run: RunSpec, probe: Probe) -> tuple[float | None, str]:
