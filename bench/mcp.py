@@ -9,6 +9,9 @@
 * ``tools/list``: the bytes of the real response line from the spawned server, and ~tokens as
   bytes/4 (goal < 6,000 tokens ~ 24 KB: the model reads it at the start of every session), with the
   largest tools listed.
+* result sizes: each tool's structured JSON as a client forwards it (compact, what Claude Code and
+  Codex hand the model), on every README example spec walked as agents.md says (goal <= 2.5 KB each,
+  issue 20); beside it the server instructions (goal ~1 KB) and the ``preflight://gpus`` index (< 4 KB).
 
 When the cold start misses its goal (or with ``--profile``), ``python -X importtime`` of the server's
 imports is summarised: the slowest of our own modules and the slowest third-party packages.
@@ -186,6 +189,47 @@ def import_profile(env: dict[str, str], top: int = 12) -> str:
     return "\n".join(lines)
 
 
+async def _result_sizes() -> dict[str, dict[str, int]]:
+    """{example file: {tool: forwarded bytes}} over the agents.md walk (tests/helpers_agent_view.py)."""
+    from helpers_agent_view import EXAMPLES, example_flow, forwarded_bytes
+    from mcp import Client
+
+    from gpu_preflight.server.app import create_server
+
+    out: dict[str, dict[str, int]] = {}
+    async with Client(create_server(), mode="legacy") as client:
+        for path in EXAMPLES:
+            out[path.name] = {tool: forwarded_bytes(r) for tool, r in (await example_flow(client, path)).items()}
+    return out
+
+
+async def _discovery_sizes() -> tuple[int, int]:
+    """Bytes of the instructions and of the ``preflight://gpus`` index a client reads."""
+    from mcp import Client
+
+    from gpu_preflight.server.app import INSTRUCTIONS, create_server
+
+    async with Client(create_server(), mode="legacy") as client:
+        index = await client.read_resource("preflight://gpus")
+    return len(INSTRUCTIONS.encode()), sum(len(getattr(c, "text", "").encode()) for c in index.contents)
+
+
+def print_result_sizes() -> None:
+    from helpers_agent_view import RESULT_GOAL_BYTES
+
+    sizes = anyio.run(_result_sizes)
+    tools = list(dict.fromkeys(t for per in sizes.values() for t in per))
+    print(f"result sizes: structured JSON a client forwards, bytes (goal <= {RESULT_GOAL_BYTES} each)")
+    print(f"  {'tool':<22}" + "".join(f"{name[:24]:>26}" for name in sizes))
+    for tool in tools:
+        cells = [per.get(tool) for per in sizes.values()]
+        marks = ["  OVER" if c and c > RESULT_GOAL_BYTES else "" for c in cells]
+        row = "".join(f"{'-' if c is None else c:>20}{m:>6}" for c, m in zip(cells, marks, strict=True))
+        print(f"  {tool:<22}{row}")
+    instructions, index = anyio.run(_discovery_sizes)
+    print(f"  instructions {instructions} bytes (goal ~1024); preflight://gpus index {index} bytes (goal < 4096)")
+
+
 def _line(label: str, value: float, unit: str, goal: float, extra: str = "") -> str:
     return (f"{label:<52} {value:9.2f} {unit:<6} goal < {goal:g} {unit:<6} ratio {value / goal:5.2f}"
             f"{'  OVER' if value > goal else ''}{'  ' + extra if extra else ''}")
@@ -237,6 +281,8 @@ def main() -> None:
         print("  largest tools (bytes: total = input schema + output schema + description + rest):")
         for total, name, inp, out, desc in sizes[:8]:
             print(f"    {total:6,}  {name:<22} in {inp:6,}  out {out:6,}  desc {desc:5,}")
+
+        print_result_sizes()
 
         if args.profile or cold > COLD_START_GOAL_MS:
             print("import profile (python -X importtime; cold start over goal or --profile):")

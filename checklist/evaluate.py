@@ -26,6 +26,7 @@ from gpu_preflight.checklist.policy import Policy, PolicyItem
 from gpu_preflight.checklist.store import ChecklistRow, EvidenceRow
 from gpu_preflight.checklist.views import ItemStateName
 from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
+from gpu_preflight.tools.common.nextstep import calls_text
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ def short(digest: str) -> str:
 
 
 def tools_text(item: PolicyItem) -> str:
-    tools = item.spec.supplied_by
-    return tools[0] if len(tools) == 1 else ", ".join(tools[:-1]) + " or " + tools[-1]
+    """The calls that may supply ``item``, named in the caller's interface (MCP tools or CLI commands)."""
+    return calls_text(item.spec.supplied_by)
 
 
 def evaluate_item(policy: Policy, item: PolicyItem, row: EvidenceRow | None, current_hash: str) -> ItemEval:

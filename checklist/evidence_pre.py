@@ -27,6 +27,7 @@ from gpu_preflight.checklist.evidence_base import (
     close,
     reject,
 )
+from gpu_preflight.tools.common.nextstep import call
 
 _EPS = 1e-9
 _ROUNDING_REL = 1e-3  # estimator outputs are rounded (GB to 3 decimals, ratios to 4)
@@ -118,9 +119,9 @@ class MemoryFitEvidence(Evidence):
         if self.cpu_ram_gb is not None:
             return None
         return (f"GPU {self.gpu_verdict_basis_gb:.3g}/{self.gpu_ram_gb:.3g} GB {self.gpu_verdict}, but host RAM is "
-                f"unknown (CPU needs {self.cpu_required_gb:.3g} GB): run plan_options with the checklist and "
-                "estimate_run for the offer you pick (its RAM is used), pass a GPU object with cpu_ram_gb "
-                "(CLI --cpu-ram-gb), or record memory_fit with the host's cpu_ram_gb")
+                f"unknown (CPU needs {self.cpu_required_gb:.3g} GB): run {call('plan_options')} with the checklist and "
+                f"{call('estimate_run')} for the offer you pick (its RAM is used), {call('gpu_with_host_ram')}, "
+                f"or record memory_fit with the host's cpu_ram_gb ({call('checklist_record')})")
 
     def summary(self, thresholds: Any) -> str:
         cpu = f"CPU {self.cpu_required_gb:.3g}/{self.cpu_ram_gb:.3g} GB" if self.cpu_ram_gb else (

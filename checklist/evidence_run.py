@@ -26,6 +26,7 @@ from gpu_preflight.checklist.evidence_base import (
     close,
     reject,
 )
+from gpu_preflight.tools.common.nextstep import call
 
 
 class StageAChecksEvidence(Evidence):
@@ -46,10 +47,10 @@ class StageAChecksEvidence(Evidence):
     def open_reason(self, thresholds: Any) -> str | None:
         unknown = []
         if self.cpu_ram_ok is None:
-            unknown.append("cpu_ram_ok (host RAM unknown: pass cpu_ram_gb with the GPU, or plan_options over "
-                           "offers that list it)")
+            unknown.append(f"cpu_ram_ok (host RAM unknown: {call('gpu_with_host_ram')}, or {call('plan_options')} "
+                           "over offers that list it)")
         if self.disk_ok is None:
-            unknown.append("disk_ok (disk unknown: give the host's disk_gb, or plan_options over offers)")
+            unknown.append(f"disk_ok (disk unknown: give the host's disk_gb, or {call('plan_options')} over offers)")
         return "Stage A not known yet: " + "; ".join(unknown) if unknown else None
 
     def _false(self) -> list[str]:

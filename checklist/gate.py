@@ -21,6 +21,7 @@ from gpu_preflight.checklist.store import open_db as _open_db
 from gpu_preflight.checklist.views import GateDecision
 from gpu_preflight.tools.common.db import transaction
 from gpu_preflight.tools.common.errors import PreflightError, has_control_chars
+from gpu_preflight.tools.common.nextstep import call
 
 MIN_OVERRIDE_REASON_CHARS = 8
 KINDS = ("probe", "full")
@@ -52,7 +53,7 @@ def check(checklist_id: str, kind: Literal["probe", "full"], override_reason: st
     decision = _view(row, policy.probe_caps.model_dump() if kind == "probe" else {}, next_step)
     if not allowed:
         raise PreflightError(f"gate.{kind}", missing, f"all of {', '.join(policy.requires(kind))} done",
-                             f"{next_step} Or pass override_reason (recorded in the audit)")
+                             f"{next_step} Or {call('override')} (recorded in the audit)")
     return decision
 
 

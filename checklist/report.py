@@ -27,8 +27,12 @@ from gpu_preflight.checklist.policy import Policy, load_policy
 from gpu_preflight.checklist.store import GateRow, gate_decisions, get_checklist, latest_evidence, open_db
 
 
-def checklist_report(checklist_id: str) -> str:
-    """Markdown: items, memory fit, throughput, option table, tax, validation gates, gates, audit."""
+def checklist_report(checklist_id: str, sections: bool = True) -> str:
+    """Markdown: items, memory fit, throughput, option table, tax, validation gates, gates, audit.
+
+    ``sections=False``: the item table (state and reason: each reason carries its figures), the gates and
+    the audit only, about 2 KB where the whole report with its option table is 4-5 KB (MCP
+    ``detail="summary"``)."""
     with closing(open_db()) as conn:
         checklist = get_checklist(conn, checklist_id)
         policy = load_policy(checklist.policy)
@@ -40,15 +44,15 @@ def checklist_report(checklist_id: str) -> str:
         f"Checklist `{checklist.id}`, policy `{policy.name}` ({policy.data.source}, sha256 "
         f"{short(checklist.policy_sha256)}), spec `{short(checklist.spec_hash)}`, started {checklist.created_at}.",
         "",
-        "| item | state | source | recorded | reason |",
-        "|---|---|---|---|---|",
+        "| item | state | source | recorded | reason |" if sections else "| item | state | reason |",
+        "|---|---|---|---|---|" if sections else "|---|---|---|",
     ]
     for entry in result.items:
         row = entry.row
-        lines.append(f"| {entry.item.id} | {entry.state} | {row.source if row else '-'} | "
-                     f"{row.recorded_at if row else '-'} | {_cell(entry.reason)} |")
+        source = f" {row.source if row else '-'} | {row.recorded_at if row else '-'} |" if sections else ""
+        lines.append(f"| {entry.item.id} | {entry.state} |{source} {_cell(entry.reason)} |")
     for entry in result.items:
-        if entry.evidence is not None:
+        if entry.evidence is not None and sections:
             lines += ["", *_section(entry)]
     lines += ["", *_gates(policy, result), "", *_audit(decisions)]
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from typing import Any
 
 from gpu_preflight.tools.common.db import connect, migrate
 from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.common.nextstep import call
 
 COMPONENT = "checklist"
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
@@ -148,8 +149,9 @@ def get_checklist(conn: sqlite3.Connection, checklist_id: object) -> ChecklistRo
         row = conn.execute("SELECT * FROM checklists WHERE id = ?", (checklist_id,)).fetchone()
     if row is None:
         recent = [r["id"] for r in conn.execute("SELECT id FROM checklists ORDER BY rowid DESC LIMIT 3")]
-        hint = f"latest: {', '.join(recent)}" if recent else "no checklist exists yet: call checklist_start"
-        raise PreflightError("checklist_id", checklist_id, "an id returned by checklist_start (ck-<12 hex>)", hint)
+        hint = f"latest: {', '.join(recent)}" if recent else f"no checklist exists yet: {call('checklist_start')}"
+        raise PreflightError("checklist_id", checklist_id, f"an id returned by {call('checklist_start')} (ck-<12 hex>)",
+                             hint)
     return ChecklistRow(**{f.name: row[f.name] for f in fields(ChecklistRow)})
 
 

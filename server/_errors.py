@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import ValidationError
 
@@ -30,12 +30,21 @@ from gpu_preflight.tools.common.storage import storage_error
 
 
 @contextmanager
-def tool_errors() -> Iterator[None]:
-    """Inside an MCP tool: re-raise :class:`PreflightError` as ``ToolError`` with its one-line text."""
+def _refusals_as(error: type[Exception]) -> Iterator[None]:
     try:
         yield
     except PreflightError as exc:
-        raise ToolError(exc.one_line()) from exc
+        raise error(exc.one_line()) from exc
+
+
+def tool_errors() -> AbstractContextManager[None]:
+    """Inside an MCP tool: re-raise :class:`PreflightError` as ``ToolError`` with its one-line text."""
+    return _refusals_as(ToolError)
+
+
+def resource_errors() -> AbstractContextManager[None]:
+    """Inside a resource: a refusal (unknown name, policy or checklist) is "not found" with its one line."""
+    return _refusals_as(ResourceNotFoundError)
 
 
 def _one_line(tool: str, exc: BaseException) -> ToolError | None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Annotated, Any
+import json
+from typing import Annotated, Any, Literal
 
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, Field, WithJsonSchema
@@ -122,8 +123,101 @@ def pruned(node: Any, depth: int) -> Any:
 
 def output_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """What ``tools/list`` publishes for a result: its top-level fields and their types (names carry units)."""
-    result: dict[str, Any] = pruned(skeleton_schema(inline_refs(schema), output=True), 1)
+    result: dict[str, Any] = nullable_unlisted(pruned(skeleton_schema(inline_refs(schema), output=True), 1))
     return result
+
+
+def _is_null(node: Any) -> bool:
+    return isinstance(node, dict) and node.get("type") == "null" and len(node) == 1
+
+
+def nullable_unlisted(node: Any) -> Any:
+    """A result schema without its nullable fields (an unlisted field may hold any value, null included).
+
+    Why: a type array (``"type": ["number", "null"]``) is legal JSON Schema, but clients that map schemas
+    onto a single-``type`` dialect (the OpenAPI subset Gemini reads) reject it, and the MCP Inspector's
+    ``--strict`` warned on each of 60 in our results; it warns too on ``{}`` (a schema that constrains
+    nothing). The spelling it accepts, ``anyOf: [{"type": X}, {"type": "null"}]``, costs 44 bytes a field:
+    3.5 KB of every session's ``tools/list`` and past its 24 KB budget. Left out, such a field is still
+    allowed (``additionalProperties: false`` is dropped where a field was left out), the server still
+    validates every result against its model, and the listed fields keep their types.
+
+    >>> nullable_unlisted({"properties": {"eta_s": {"type": ["number", "null"]}, "state": {"type": "string"}}})
+    {'properties': {'state': {'type': 'string'}}}
+    """
+    if isinstance(node, list):
+        return [nullable_unlisted(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {n: nullable_unlisted(v) for n, v in value.items() if not _nullable(v)}
+        else:
+            out[key] = nullable_unlisted(value)
+    if out.get("additionalProperties") is False and out.get("properties") != node.get("properties"):
+        del out["additionalProperties"]  # a field left out must still be allowed
+    return out
+
+
+def _nullable(node: Any) -> bool:
+    if not isinstance(node, dict):
+        return False
+    types, options = node.get("type"), node.get("anyOf")
+    return (isinstance(types, list) and "null" in types) or (
+        isinstance(options, list) and any(_is_null(o) for o in options))
+
+
+def optional_without_null(node: Any) -> Any:
+    """An argument schema with every null branch dropped: optional means "leave it out" (argument schemas).
+
+    Why: OpenAPI-style clients (Gemini) refuse ``"type": [X, "null"]``; an optional argument is simply
+    not ``required``. The argument models still accept an explicit null, so no caller breaks.
+
+    >>> optional_without_null({"anyOf": [{"type": "object"}, {"type": "null"}]})
+    {'type': 'object'}
+    >>> optional_without_null({"type": ["number", "null"]})
+    {'type': 'number'}
+    """
+    if isinstance(node, list):
+        return [optional_without_null(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: optional_without_null(v) if k != "properties" else {n: optional_without_null(s) for n, s in v.items()}
+           for k, v in node.items()}
+    types = out.get("type")
+    if isinstance(types, list) and "null" in types:
+        rest = [t for t in types if t != "null"]
+        out["type"] = rest[0] if len(rest) == 1 else rest
+    if isinstance(out.get("enum"), list):
+        out["enum"] = [e for e in out["enum"] if e is not None]
+    options = out.get("anyOf")
+    if isinstance(options, list) and any(_is_null(o) for o in options):
+        kept = [o for o in options if not _is_null(o)]
+        del out["anyOf"]
+        if len(kept) == 1 and isinstance(kept[0], dict):
+            out = {**kept[0], **out}
+        else:
+            out["anyOf"] = kept
+    return out
+
+
+def default_in_description(properties: dict[str, Any]) -> None:
+    """Move each argument's non-null ``default`` into its description ("Default 20."), in place.
+
+    Why: Codex drops ``default`` from the schemas it hands the model (10 arguments lost theirs: ``limit``
+    20, ``rank`` "cost"), so a model never learned what leaving an argument out does. The text reaches
+    every client; the keyword would cost the same bytes again.
+    """
+    for prop in properties.values():
+        if not isinstance(prop, dict) or "default" not in prop:
+            continue
+        value = prop.pop("default")
+        if value is None:
+            continue
+        shown = f"{value:g}" if isinstance(value, float) else value if isinstance(value, str) else json.dumps(value)
+        text = str(prop.get("description", "")).rstrip()
+        prop["description"] = f"{text}{' ' if text else ''}Default {shown}."
 
 
 SPEC_FIELDS = (
@@ -175,9 +269,12 @@ ChecklistArg = Annotated[
 ]
 
 
-def result(structured: BaseModel, markdown: str) -> CallToolResult:
+def result(structured: BaseModel | dict[str, Any], markdown: str) -> CallToolResult:
     """Structured content (what Claude Code and Codex show the model) plus a short markdown text."""
-    return CallToolResult(
-        content=[TextContent(type="text", text=markdown)],
-        structured_content=structured.model_dump(mode="json"),
-    )
+    data = structured.model_dump(mode="json") if isinstance(structured, BaseModel) else structured
+    return CallToolResult(content=[TextContent(type="text", text=markdown)], structured_content=data)
+
+
+DetailArg = Annotated[
+    Literal["summary", "full"], Field(description="full: every breakdown too.")
+]

@@ -42,7 +42,7 @@ def _line(call: Callable[[], Any]) -> str:
 ])
 def test_unknown_checklist_id(checklist_id: str, call: Callable[[], Any]) -> None:
     assert _line(call) == (
-        f"checklist_id: got 'ck-000000000000'; allowed: an id returned by checklist_start (ck-<12 hex>) "
+        f"checklist_id: got 'ck-000000000000'; allowed: an id returned by a new checklist (ck-<12 hex>) "
         f"(latest: {checklist_id})")
 
 

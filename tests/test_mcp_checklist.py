@@ -149,7 +149,7 @@ async def test_pre_estimate_walk(mcp_client: Client) -> None:
     assert set((await _states(mcp_client, cid)).values()) == {"done"}
     assert (await _ok(mcp_client, "gate_check", checklist_id=cid, kind="full"))["allowed"] is True
 
-    report = await _ok(mcp_client, "checklist_report", checklist_id=cid)
+    report = await _ok(mcp_client, "checklist_report", checklist_id=cid, detail="full")  # every section
     markdown = report["markdown"]
     assert markdown.startswith("# Pre-estimate checklist (hard gate before a long run): llama8b-sft")
     for needle in ("| verdict | **pass** |", "## Gates", "| full | **open** |", "## Gate decisions", reason,
@@ -192,7 +192,7 @@ async def test_run_calibrated_walk(mcp_client: Client) -> None:
     assert keep["gate"] == {"probe": True, "full": True} and keep["missing"] == []
     full = await _ok(mcp_client, "gate_check", checklist_id=cid, kind="full")
     assert (full["open"], full["allowed"], full["offer"]) == (True, True, None)
-    markdown = (await _ok(mcp_client, "checklist_report", checklist_id=cid))["markdown"]
+    markdown = (await _ok(mcp_client, "checklist_report", checklist_id=cid, detail="full"))["markdown"]
     assert "Live throughput 2 steps/s for 36000 target steps." in markdown and "keep after 12 min" in markdown
 
 

@@ -74,8 +74,9 @@ async def test_bad_input_is_a_tool_error_naming_the_field(mcp_client: Client, ar
 
 
 async def test_catalogue_presets_and_spec_schema_resources(mcp_client: Client) -> None:
-    read = await mcp_client.read_resource("preflight://gpus")
-    rows = json.loads(read.contents[0].text)  # type: ignore[union-attr]
+    read = await mcp_client.read_resource("preflight://gpus")  # the compact index: one short row per GPU
+    index = json.loads(read.contents[0].text)  # type: ignore[union-attr]
+    rows = [dict(zip(index["columns"], r, strict=True)) for r in index["gpus"]]
     assert any(r["name"] == "RTX 4090" and r["bf16_tflops"] < 200 for r in rows)
     models = json.loads((await mcp_client.read_resource("preflight://models")).contents[0].text)  # type: ignore[union-attr]
     assert any(m["name"] == "llama-3.1-8b" and m["params_total"] == 8_030_261_248 for m in models)

@@ -103,7 +103,10 @@ def test_unknown_gpu_lists_what_is_allowed() -> None:
     with pytest.raises(PreflightError) as info:
         estimate_run(spec(), "RTX 9999")
     assert info.value.field == "gpu"
-    assert "H100 SXM" in info.value.allowed
+    assert "the GPU list" in info.value.allowed  # outside a door the next step reads as plain words
+    with pytest.raises(PreflightError) as near:
+        estimate_run(spec(), "H100 SMX")
+    assert "closest: H100 SXM" in str(near.value)
 
 
 def test_trainable_cannot_exceed_total() -> None:

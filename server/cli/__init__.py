@@ -31,8 +31,24 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit 2 like every other bad input."""
 
     def error(self, message: str) -> None:  # type: ignore[override]  # argparse declares NoReturn
-        sys.stderr.write(f"preflight: error: {message}\n")
+        sys.stderr.write(f"preflight: error: {message}{dash_hint(self.prog, message)}\n")
         raise SystemExit(2)
+
+
+def dash_hint(prog: str, message: str) -> str:
+    """argparse reads a prompt such as ``-v`` or ``--fix`` as an option; say how to pass it.
+
+    >>> "needs `--` before it" in dash_hint("preflight dispatch", "the following arguments are required: text")
+    True
+    >>> dash_hint("preflight plan", "the following arguments are required: spec")
+    ''
+    """
+    command = prog.rsplit(" ", 1)[-1]
+    positional = {"dispatch": "text", "launch": "command"}.get(command)
+    if positional is None or not (f"required: {positional}" in message or "unrecognized arguments: -" in message):
+        return ""
+    return (f"; a prompt or command starting with '-' needs `--` before it, after the options: "
+            f"preflight {command} TARGET [OPTIONS] -- '-...'")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,13 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # what parse_args does, plus the `--` hint for a dispatch/launch text that starts with '-'
+        message = f"unrecognized arguments: {' '.join(extra)}"
+        sys.stderr.write(f"preflight: error: {message}{dash_hint(f'preflight {args.command}', message)}\n")
+        return 2
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    from gpu_preflight.server.nextsteps import CLI
+    from gpu_preflight.tools.common.nextstep import speaking
+
     try:
-        code: int = func(args)
+        with speaking(CLI):  # refusals and next steps name `preflight` commands (see server/nextsteps.py)
+            code: int = func(args)
     except PreflightError as exc:
         sys.stderr.write(f"preflight: error: {exc.one_line()}\n")
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from typing import Any
@@ -40,6 +41,9 @@ def add_parser(sub: Any) -> None:
     launch.add_argument("--checklist", required=True, metavar="ID")
     launch.add_argument("--kind", choices=["probe", "full"], default="probe")
     launch.add_argument("--log", default=None, help="training log the run writes")
+    launch.add_argument("--log-format", default=None, metavar="F", help="the log's format (default: detected)")
+    launch.add_argument("--log-regex", default=None, metavar="R",
+                        help="a custom log layout: regex with named groups (step, loss, step_time_ms, ...)")
     launch.add_argument("--expected-tokens-per-s", type=quantity(0, 1e9, "tokens/s"), default=None)
     launch.add_argument("--override", default=None, metavar="REASON", help="launch despite a closed gate")
     _socket(launch)
@@ -49,7 +53,7 @@ def add_parser(sub: Any) -> None:
     h = sub.add_parser("heartbeat", help="is a run or pane running, idle, exited, hung?")
     h.add_argument("what", nargs="?", help="run id (r + 12 hex) or tmux target; omit with --all")
     h.add_argument("--all", action="store_true", help="every pane (or every run with --runs)")
-    h.add_argument("--runs", action="store_true")
+    h.add_argument("--runs", action="store_true", help="every recorded run (--all implied)")
     h.add_argument("--hang-after-s", type=quantity(0, 86_400, "seconds"), default=None,
                    help="silence that counts as hung (default: 5 median steps of the run's log, >= 60 s; else 300 s)")
     _socket(h)
@@ -93,7 +97,8 @@ def run_launch(args: argparse.Namespace) -> int:
 
     launched = launch_run(args.checklist, args.target, args.command, args.kind, log_path=args.log,
                           expected_tokens_per_s=args.expected_tokens_per_s, override_reason=args.override,
-                          socket_name=args.socket_name, socket_path=args.socket_path)
+                          socket_name=args.socket_name, socket_path=args.socket_path,
+                          log_format=args.log_format, log_regex=args.log_regex)
     if args.json:
         sys.stdout.write(launched.model_dump_json() + "\n")
     else:
@@ -102,22 +107,46 @@ def run_launch(args: argparse.Namespace) -> int:
     return 0 if launched.dispatch.status == "submitted" else 1
 
 
+def no_tmux_server(socket_name: str | None, socket_path: str | None) -> str | None:
+    """None when a tmux server answers on the socket; else one line naming the socket that has none."""
+    from gpu_preflight.tools.dispatch.target import make_tmux
+    from gpu_preflight.tools.dispatch.tmuxcmd import TmuxError
+
+    try:
+        make_tmux(socket_name, socket_path).run("list-sessions")
+    except TmuxError as exc:
+        where = f"-S {socket_path}" if socket_path else f"-L {socket_name or 'default'}"
+        return (f"no tmux server on socket {where} ({exc.stderr}): no pane to check; start one "
+                "(tmux new -s work) or name the server's socket with -L NAME / -S PATH")
+    return None
+
+
 def run_heartbeat(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.common.errors import PreflightError
     from gpu_preflight.tools.dispatch import heartbeat, heartbeat_all
 
-    if args.all:
+    if args.all or args.runs:  # --runs alone lists every recorded run, as --all --runs does
         report = heartbeat_all(scope="runs" if args.runs else "panes", hang_after_s=args.hang_after_s,
                                socket_name=args.socket_name,
                                socket_path=args.socket_path)
+        # No pane at all: say whether a tmux server answers on that socket (it printed nothing before).
+        missing = None if args.runs or report.pane_count else no_tmux_server(args.socket_name, args.socket_path)
         if args.json:
-            sys.stdout.write(report.model_dump_json() + "\n")
+            data = report.model_dump(mode="json")
+            if not args.runs:
+                data["tmux_server_running"] = missing is None
+            if missing:
+                data["note"] = missing
+            sys.stdout.write(json.dumps(data) + "\n")
         else:
             for hb in report.heartbeats:
                 sys.stdout.write(f"{hb.run_id or hb.target or hb.pane_id}: {hb.state}: {hb.reason}\n")
+            if missing or not report.heartbeats:
+                sys.stdout.write((missing or f"no {'recorded runs' if args.runs else 'panes'}") + "\n")
         return 0
     if not args.what:
-        raise PreflightError("heartbeat", None, "a run id or a tmux target, or --all")
+        raise PreflightError("RUN|TARGET", "(missing)", "a run id (r + 12 hex), a tmux target, --all (every pane) or "
+                             "--runs (every recorded run)")
     is_run = re.fullmatch(r"r[0-9a-f]{12}", args.what) is not None
     hb = heartbeat(args.what if is_run else None, None if is_run else args.what, hang_after_s=args.hang_after_s,
                    socket_name=args.socket_name, socket_path=args.socket_path)

@@ -48,7 +48,7 @@ _TOKENS = quantity(1, 10**12, "tokens", integer=True, lo_open=False)
 def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", nargs="?", default=None, metavar="RUN", help="run id recorded by the dispatcher")
     p.add_argument("--log", default=None, metavar="FILE", help="training log (default: the run record's)")
-    p.add_argument("--nvsmi", default=None, metavar="FILE", help="nvidia-smi capture (--query-gpu CSV or dmon)")
+    p.add_argument("--nvsmi", default=None, metavar="FILE", help="nvidia-smi capture (--query-gpu CSV, dmon or table)")
     p.add_argument("--predicted-tps", type=_TPS, default=None, help="predicted tokens/s of the whole job")
     p.add_argument("--predicted-step-s", type=_STEP_S, default=None, help="predicted seconds per step")
     p.add_argument("--num-gpus", type=_GPUS, default=None, help="GPUs of the job (per-device tokens/s logs)")
@@ -84,7 +84,10 @@ def add_parser(sub: Any) -> None:
             c.add_argument("--live-gpu", action="store_true", help="sample this host's GPUs with NVML")
             c.set_defaults(func=run_watch)
 
-    k = sub.add_parser("calibrate", help="probe -> live estimate, tax, offers, keep/switch/kill")
+    from gpu_preflight.server.cli.probe_help import ProbeHelpFormatter
+
+    k = sub.add_parser("calibrate", help="probe -> live estimate, tax, offers, keep/switch/kill",
+                       formatter_class=ProbeHelpFormatter)
     k.add_argument("spec", help="run spec file (.json or .toml)")
     k.add_argument("--probe", default=None, metavar="JSON|FILE", help="probe measurements (JSON text or file)")
     k.add_argument("--run", default=None, metavar="RUN", help="measure the probe from this run's log")
@@ -109,14 +112,20 @@ def add_parser(sub: Any) -> None:
 
 def run_ingest(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.telemetry.ingest import ingest
+    from gpu_preflight.tools.telemetry.nvsmi_pmon import processes_markdown
     from gpu_preflight.tools.telemetry.report import ingest_markdown, summarize
 
-    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
-    got = ingest(Path(args.file), fmt=args.format, regex=args.regex, columns=columns, field="FILE")
+    try:
+        got = ingest(Path(args.file), fmt=args.format, regex=args.regex, columns=args.columns, field="FILE")
+    except PreflightError as exc:
+        if exc.field != "columns":
+            raise
+        hint = exc.hint.replace("pass columns=...", "pass --columns A,B,...")  # the flag, not the argument
+        raise PreflightError("--columns", exc.got, exc.allowed, hint) from None
     if args.json:
         sys.stdout.write(got.model_dump_json() + "\n")
     else:
-        sys.stdout.write(ingest_markdown(got, summarize(got)) + "\n")
+        sys.stdout.write(ingest_markdown(got, summarize(got)) + processes_markdown(got.process_samples()) + "\n")
     return 0
 
 

@@ -13,12 +13,9 @@ in the audit, and an override is a recorded decision.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field, WithJsonSchema
 
@@ -35,11 +32,11 @@ from gpu_preflight.checklist import (
     update_spec,
 )
 from gpu_preflight.checklist.views import GateOpen
-from gpu_preflight.server._errors import tool_errors
+from gpu_preflight.server._errors import resource_errors, tool_errors
 from gpu_preflight.server.annotations import READ_ONLY, RECORDS_STATE
 from gpu_preflight.server.cli.checklist import checklist_spec, decide, gate_markdown, status_markdown
-from gpu_preflight.server.schemas import SPEC_SCHEMA, result
-from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.server.schemas import SPEC_SCHEMA, DetailArg, result
+from gpu_preflight.server.summaries import checklist_summary, loose_model
 
 SETS_SPEC = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 """Replaces the checklist's spec: writes local state, and the same spec twice changes nothing."""
@@ -73,6 +70,10 @@ OfferArg = Annotated[
 ]
 
 
+ChecklistStart = loose_model(ChecklistView, "ChecklistStart", "checklist_start's answer: ChecklistView, whole or "
+                             "summarised (see server/summaries.py).")
+
+
 class RecordAnswer(BaseModel):
     """The item's state right after the record, and what that did to the gates."""
 
@@ -85,15 +86,8 @@ class RecordAnswer(BaseModel):
 class ReportAnswer(BaseModel):
     checklist_id: str
     markdown: str
-
-
-@contextmanager
-def _resource_errors() -> Iterator[None]:
-    """Inside a resource: a refusal (unknown policy or checklist) is "not found" with its one line."""
-    try:
-        yield
-    except PreflightError as exc:
-        raise ResourceNotFoundError(exc.one_line()) from exc
+    detail: Literal["summary", "full"] = "full"
+    more: str | None = None
 
 
 def _start_markdown(view: ChecklistView) -> str:
@@ -109,11 +103,12 @@ def register(mcp: MCPServer) -> None:
         run_name: Annotated[str, Field(max_length=200, description="Run name, shown in the report.")],
         policy: PolicyArg,
         spec: OptionalSpecArg = None,
-    ) -> Annotated[CallToolResult, ChecklistView]:
+        detail: DetailArg = "summary",
+    ) -> Annotated[CallToolResult, ChecklistStart]:
         """Start a pre-run checklist: its id (pass as checklist_id later), each item's fields and tools."""
         with tool_errors():
             view = start_checklist(run_name, policy, checklist_spec(spec))
-        return result(view, _start_markdown(view))
+        return result(checklist_summary(view, detail), _start_markdown(view))
 
     @mcp.tool(annotations=RECORDS_STATE)
     def checklist_record(
@@ -137,11 +132,17 @@ def register(mcp: MCPServer) -> None:
         return result(status, status_markdown(status))
 
     @mcp.tool(name="checklist_report", annotations=READ_ONLY)
-    def checklist_report_tool(checklist_id: ChecklistIdArg) -> Annotated[CallToolResult, ReportAnswer]:
+    def checklist_report_tool(
+        checklist_id: ChecklistIdArg,
+        detail: Annotated[Literal["summary", "full"], Field(
+            description="full: every section, to publish.")] = "summary",
+    ) -> Annotated[CallToolResult, ReportAnswer]:
         """The pre-estimate as markdown to publish before launch."""
         with tool_errors():
-            markdown = checklist_report(checklist_id)
-        return result(ReportAnswer(checklist_id=checklist_id, markdown=markdown), markdown)
+            markdown = checklist_report(checklist_id, sections=detail == "full")
+        uri = f"preflight://checklists/{checklist_id}/report"
+        more = None if detail == "full" else f'detail="full" (or resource {uri}): every section, the option table'
+        return result(ReportAnswer(checklist_id=checklist_id, markdown=markdown, detail=detail, more=more), markdown)
 
     @mcp.tool(annotations=SETS_SPEC)
     def checklist_update_spec(
@@ -167,13 +168,13 @@ def register(mcp: MCPServer) -> None:
     @mcp.resource("preflight://policies/{name}", mime_type="application/toml")
     def policy_resource(name: str) -> str:
         """A checklist policy as data (pre-estimate or run-calibrated): items, evidence schemas, thresholds, gates."""
-        with _resource_errors():
+        with resource_errors():
             return policy_text(name)
 
     @mcp.resource("preflight://checklists/{checklist_id}/report", mime_type="text/markdown")
     def checklist_report_resource(checklist_id: str) -> str:
         """The markdown report of one checklist (same as the checklist_report tool)."""
-        with _resource_errors():
+        with resource_errors():
             return checklist_report(checklist_id)
 
     @mcp.prompt()

@@ -51,20 +51,23 @@ def _dispatch_md(d: DispatchResult) -> str:
 def launch_run(checklist_id: str, target: str, command: str, kind: Literal["probe", "full"], *,
                log_path: str | None = None, expected_tokens_per_s: float | None = None,
                override_reason: str | None = None, socket_name: str | None = None,
-               socket_path: str | None = None) -> LaunchResult:
+               socket_path: str | None = None, log_format: str | None = None,
+               log_regex: str | None = None) -> LaunchResult:
     """Ask the checklist gate first (it raises with what is missing), then dispatch and record the run.
 
     A probe carries the run-calibrated step/time cap from the gate decision."""
     from gpu_preflight.checklist import gate
     from gpu_preflight.tools.dispatch import launch_command
-    from gpu_preflight.tools.dispatch.runs import check_log_path
+    from gpu_preflight.tools.dispatch.runs import check_log_layout, check_log_path
 
     check_log_path(log_path)  # before the gate: a refused path leaves no gate decision behind
+    check_log_layout(log_format, log_regex)
     decision = gate.check(checklist_id, kind, override_reason)  # raises, naming what is missing
     cap_steps = decision.probe_max_steps if kind == "probe" else None
     cap_minutes = decision.probe_max_minutes if kind == "probe" else None
     return launch_command(
-        target, command, kind=kind, log_path=log_path, predicted_tokens_per_s=expected_tokens_per_s,
+        target, command, kind=kind, log_path=log_path, log_format=log_format, log_regex=log_regex,
+        predicted_tokens_per_s=expected_tokens_per_s,
         cap_steps=cap_steps, cap_seconds=cap_minutes * 60 if cap_minutes else None,
         socket_name=socket_name, socket_path=socket_path, checklist_id=checklist_id,
         override_reason=override_reason,

@@ -9,9 +9,10 @@ from mcp.server import MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel
 
-from gpu_preflight.server._errors import tool_errors
+from gpu_preflight.server._errors import resource_errors, tool_errors
 from gpu_preflight.server.annotations import READ_ONLY
-from gpu_preflight.server.schemas import ChecklistArg, FullSpecArg, GpuArg, PriceArg, SpecArg, result
+from gpu_preflight.server.schemas import ChecklistArg, DetailArg, FullSpecArg, GpuArg, PriceArg, SpecArg, result
+from gpu_preflight.server.summaries import estimate_summary, loose_model
 from gpu_preflight.tools.common.render import fmt_scenarios, table
 from gpu_preflight.tools.estimator.estimate import GpuSummary, MemoryEstimate, ModelSummary, RunEstimate, estimate_run
 from gpu_preflight.tools.estimator.spec import parse_spec
@@ -23,6 +24,10 @@ class MemoryAnswer(BaseModel):
     gpu: GpuSummary
     memory: MemoryEstimate
     next_step: str
+
+
+EstimateRunAnswer = loose_model(RunEstimate, "EstimateRunAnswer", "estimate_run's answer: RunEstimate, whole or "
+                                "summarised (see server/summaries.py).")
 
 
 class ThroughputAnswer(BaseModel):
@@ -71,8 +76,9 @@ def register(mcp: MCPServer) -> None:
     # Named estimate_run on the wire; the Python name avoids shadowing the domain function.
     @mcp.tool(name="estimate_run", annotations=READ_ONLY)
     def estimate_run_tool(
-        spec: FullSpecArg, gpu: GpuArg, dph_total_usd: PriceArg = None, checklist_id: ChecklistArg = None
-    ) -> Annotated[CallToolResult, RunEstimate]:
+        spec: FullSpecArg, gpu: GpuArg, dph_total_usd: PriceArg = None, checklist_id: ChecklistArg = None,
+        detail: DetailArg = "summary",
+    ) -> Annotated[CallToolResult, EstimateRunAnswer]:
         """Everything for a spec on a GPU: memory fit, throughput, time/cost (opt/base/pess), tax, menu,
         10-minute gates. With checklist_id it fills the pre-estimate items."""
         from gpu_preflight.tools.estimator.render import estimate_markdown
@@ -80,7 +86,7 @@ def register(mcp: MCPServer) -> None:
         with tool_errors():
             e = estimate_run(spec, gpu, dph_total_usd)
             _attach(checklist_id, spec, e, "estimate_run")
-        return result(e, estimate_markdown(e))
+        return result(estimate_summary(e, detail), estimate_markdown(e))
 
     @mcp.resource("preflight://schema/run-spec", mime_type="application/json")
     def run_spec_schema() -> str:
@@ -98,8 +104,33 @@ def register(mcp: MCPServer) -> None:
         return json.dumps([resolve_model(ModelSpec(name=n)).model_dump() for n in preset_names()])
 
     @mcp.resource("preflight://gpus", mime_type="application/json")
-    def gpu_catalogue() -> str:
-        """The GPU catalogue: VRAM, dense bf16/fp16/fp8 tensor TFLOPS, FP32, HBM bandwidth, with sources."""
-        from gpu_preflight.tools.estimator.catalogue import catalogue
+    def gpu_index() -> str:
+        """Every catalogue GPU in one line: name, VRAM GB, dense bf16 TFLOPS, price class (~3 KB)."""
+        from gpu_preflight.tools.estimator.catalogue import gpu_index_rows
 
-        return json.dumps([row.model_dump(exclude_none=True) for row in catalogue()])
+        return json.dumps({
+            "columns": ["name", "gpu_ram_gb", "bf16_tflops", "price_class"],
+            "price_class": "consumer < workstation < datacenter, rental $/h rising; real prices: plan_options",
+            "bf16_tflops": "dense; null: no bf16 tensor cores",
+            "details": "preflight://gpus/{name}, e.g. preflight://gpus/H100_SXM",
+            "gpus": gpu_index_rows(),
+        }, separators=(",", ":"))
+
+    @mcp.resource("preflight://gpus/{name}", mime_type="application/json")
+    def gpu_details(name: str) -> str:
+        """One GPU's catalogue row: every peak (bf16/fp16/fp8/FP32), HBM bandwidth, memory variants, source."""
+        from urllib.parse import unquote
+
+        from gpu_preflight.tools.estimator.catalogue import find_gpu
+
+        with resource_errors():
+            row = find_gpu(unquote(name).replace("_", " "), "name")
+        return json.dumps(row.model_dump(exclude_none=True))
+
+    @mcp.resource("preflight://agents.md", mime_type="text/markdown")
+    def agents_guide() -> str:
+        """How to use these tools (agents.md): the order of calls for each policy, what each verdict means,
+        what never to do. Read once per session."""
+        from importlib import resources
+
+        return resources.files("gpu_preflight.server").joinpath("agents.md").read_text(encoding="utf-8")

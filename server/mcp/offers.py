@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 
 from gpu_preflight.server._errors import tool_errors
 from gpu_preflight.server.annotations import OPEN_WORLD_READ
-from gpu_preflight.server.schemas import ChecklistArg, SpecArg, result
+from gpu_preflight.server.schemas import ChecklistArg, DetailArg, SpecArg, result
+from gpu_preflight.server.summaries import loose_model, plan_summary
 from gpu_preflight.tools.common.render import table
 from gpu_preflight.tools.estimator.spec import parse_spec
 from gpu_preflight.tools.offers.options import PlanResult, plan_options
@@ -24,6 +25,10 @@ OffersFile = Annotated[str | None, Field(default=None, description="`vastai sear
                                          "default: bundled real offers.")]
 LiveQuery = Annotated[str | None, Field(default=None, max_length=500,
                                         description="Live Vast query, e.g. 'gpu_name=RTX_4090' (VAST_API_KEY).")]
+
+
+PlanAnswer = loose_model(PlanResult, "PlanAnswer", "plan_options' answer: PlanResult, whole or summarised (see "
+                         "server/summaries.py).")
 
 
 class OffersAnswer(BaseModel):
@@ -45,7 +50,8 @@ def register(mcp: MCPServer) -> None:
         max_hours: Annotated[float | None, Field(default=None, gt=0, description="Budget on base hours.")] = None,
         limit: Annotated[int, Field(ge=1, le=200, description="Rows to return.")] = 20,
         checklist_id: ChecklistArg = None,
-    ) -> Annotated[CallToolResult, PlanResult]:
+        detail: DetailArg = "summary",
+    ) -> Annotated[CallToolResult, PlanAnswer]:
         """The playbook's option table over real offers (file, live, or bundled): ranked rows with
         time/cost opt/base/pess, tax, effort, risks; `rejected` with reasons; a recommendation."""
         with tool_errors():
@@ -61,7 +67,7 @@ def register(mcp: MCPServer) -> None:
                 from gpu_preflight.server.evidence_bridge import attach_plan
 
                 attach_plan(checklist_id, run, plan)
-        return result(plan, plan_markdown(plan))
+        return result(plan_summary(plan, detail), plan_markdown(plan))
 
     @mcp.tool(annotations=OPEN_WORLD_READ)
     async def search_offers(

@@ -40,6 +40,7 @@ class IngestAnswer(BaseModel):
     summary: IngestSummary
     samples: list[dict[str, Any]] = Field(description="First and last samples (fields as `preflight ingest --json`).")
     samples_omitted: int
+    processes: list[dict[str, Any]] = Field(default_factory=list, description="A table's process list (last ones).")
 
 
 class ChecklistAttach(BaseModel):
@@ -141,6 +142,15 @@ def attach_calibration(checklist_id: str, spec: Any, cal: Calibration, probe: An
 
 
 def register(mcp: MCPServer) -> None:
+    @mcp.resource("preflight://schema/probe", mime_type="application/json")
+    def probe_schema() -> str:
+        """JSON schema of calibrate's probe measurements: every field with its unit and bounds."""
+        import json
+
+        from gpu_preflight.tools.telemetry.probe_schema import probe_json_schema
+
+        return json.dumps(probe_json_schema())
+
     @mcp.tool(name="gpu_snapshot", annotations=READ_ONLY)
     def gpu_snapshot_tool() -> Annotated[CallToolResult, NvmlSnapshot]:
         """One NVML reading of this host's GPUs (util, memory, power, processes)."""
@@ -164,30 +174,36 @@ def register(mcp: MCPServer) -> None:
         regex: Annotated[str | None, Field(default=None, max_length=2000,
                                            description="Named groups step, loss, tokens_per_s, ...")] = None,
         max_samples: Annotated[int, Field(ge=0, le=500, description="Samples to return.")] = MAX_SAMPLES_SHOWN,
+        columns: Annotated[str | None, Field(default=None, max_length=4000,
+                                             description="A noheader CSV's --query-gpu fields, a,b,c.")] = None,
     ) -> Annotated[CallToolResult, IngestAnswer]:
-        """Parse an nvidia-smi capture (query CSV, dmon) or a training log, as text or path."""
+        """Parse an nvidia-smi capture (query CSV, dmon, pmon, table) or a training log, as text or path."""
         from pathlib import Path
 
         from gpu_preflight.tools.telemetry.ingest import ingest
+        from gpu_preflight.tools.telemetry.nvsmi_pmon import processes_markdown
         from gpu_preflight.tools.telemetry.report import ingest_markdown, summarize
 
         with tool_errors():
             if (text is None) == (path is None):
                 raise PreflightError("text/path", "both" if text else "neither", "exactly one of text or path")
             try:  # a path is read through the one file reader: regular files under --allow-path only
-                got = ingest(Path(path) if path is not None else (text or ""), fmt=fmt, regex=regex, field="path")
+                got = ingest(Path(path) if path is not None else (text or ""), fmt=fmt, regex=regex, field="path",
+                             columns=columns)
             except PreflightError as exc:
                 if exc.field != "fmt" or text is None:
                     raise
                 # Given as text, it is never a file name: say how to name the format instead.
+                unread = exc.hint.partition("; ")[2]  # the metric-like lines and a proposed regex, if any
                 raise PreflightError("fmt", fmt, exc.allowed, "format not detected in text: pass fmt or a regex "
-                                     "with named groups") from None
+                                     "with named groups" + (f"; {unread}" if unread else "")) from None
         shown, omitted = _capped([_lean(x) for x in got.samples], max_samples)
         summary = summarize(got)
+        procs = [_lean(p) for p in got.processes[max(len(got.processes) - max_samples, 0):]]
         answer = IngestAnswer(format=got.format, sample_count=len(got.samples), skipped_lines=got.skipped_lines,
                               duplicate_lines=got.duplicate_lines, summary=summary, samples=shown,
-                              samples_omitted=omitted)
-        return compact_result(answer, ingest_markdown(got, summary))
+                              samples_omitted=omitted, processes=procs)
+        return compact_result(answer, ingest_markdown(got, summary) + processes_markdown(got.process_samples()))
 
     @mcp.tool(name="run_check", annotations=READ_ONLY)
     def run_check_tool(

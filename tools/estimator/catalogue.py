@@ -11,7 +11,7 @@ and a calibration's switch advice read the same numbers for the same GPU.
 
 from __future__ import annotations
 
-import re
+import difflib
 import tomllib
 from functools import lru_cache
 from importlib import resources
@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
+from gpu_preflight.tools.common.nextstep import call
+from gpu_preflight.tools.estimator.gpunames import describe, gpu_key, match_gpu, memory_hint_gb
 
 MIB_TO_GB = 1024 * 1024 / 1e9
 TflopsSource = Literal["catalogue", "explicit", "vast_fp32"]
@@ -55,6 +57,10 @@ class GpuModel(BaseModel):
     tdp_w: float | None = None
     source: str
     variants: list[GpuVariant] = Field(default_factory=list)
+
+    def memory_options_gb(self) -> list[float]:
+        """The memory sizes this row comes in (its variants, else its one size), GB."""
+        return sorted({v.gpu_ram_gb for v in self.variants}) or [self.gpu_ram_gb]
 
 
 class GpuSpec(BaseModel):
@@ -106,32 +112,59 @@ class ResolvedGpu(BaseModel):
         return float(self.bf16_tflops or self.fp16_tflops or 0.0), ""
 
 
-def _norm(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch.isalnum())
-
-
 @lru_cache(maxsize=1)
 def catalogue() -> list[GpuModel]:
     raw = resources.files("gpu_preflight.tools.estimator").joinpath("data/gpus.toml").read_bytes()
     return [GpuModel.model_validate(row) for row in tomllib.loads(raw.decode("utf-8")).get("gpu", [])]
 
 
-@lru_cache(maxsize=1)
-def _index() -> dict[str, GpuModel]:
-    table: dict[str, GpuModel] = {}
-    for row in catalogue():
-        for key in [row.name, *row.aliases]:
-            table.setdefault(_norm(key), row)
-    return table
+@lru_cache(maxsize=512)
+def gpu_candidates(name: str) -> tuple[GpuModel, ...]:
+    """The rows a GPU name may mean (see :mod:`.gpunames`): one, several (the caller must pick), or none."""
+    found = match_gpu(name, catalogue())
+    return tuple(row for row in catalogue() if any(row is f for f in found))  # catalogue order
 
 
 def lookup_gpu(name: str) -> GpuModel | None:
-    """Catalogue row by Vast name or alias (case, spaces, dashes and underscores ignored)."""
-    key = _norm(name)
-    found = _index().get(key)
-    if found is None and key.startswith("nvidia"):
-        found = _index().get(key[len("nvidia") :])
-    return found
+    """The catalogue row a Vast, nvidia-smi or marketing name means; None when unknown or ambiguous."""
+    found = gpu_candidates(name)
+    return found[0] if len(found) == 1 else None
+
+
+def find_gpu(name: str, field: str = "gpu") -> GpuModel:
+    """:func:`lookup_gpu`, or a refusal listing the candidates (ambiguous) or the closest names (unknown)."""
+    found = gpu_candidates(name)
+    if len(found) == 1:
+        return found[0]
+    objects = "or an object with gpu_ram_gb, bf16_tflops, hbm_bw_gbps"
+    if found:
+        raise PreflightError(field, name, f"one of {describe(found)}", f"{name!r} names several cards; say which")
+    keys = {"".join(gpu_key(k)): row.name for row in catalogue() for k in [row.name, *row.aliases]}
+    close = difflib.get_close_matches("".join(gpu_key(name)), list(keys), n=8, cutoff=0.6)
+    near = list(dict.fromkeys(keys[k] for k in close))[:4]
+    hint = f"closest: {', '.join(near)}" if near else ""
+    raise PreflightError(field, name, f"a catalogue name (see {call('gpus')}) {objects}", hint)
+
+
+def price_class(row: GpuModel) -> str:
+    """consumer (GeForce, Titan), workstation (RTX A/Ada/PRO, Quadro) or datacenter: rental $/h rises in
+    that order on every market we read, so an agent can shortlist before it asks for real offers."""
+    key = gpu_key(row.name)
+    if key[:1] in (("gtx",), ("titan",)) or (key[:1] == ("rtx",) and len(key) > 1 and key[1][:1].isdigit()
+                                            and not key[1].endswith("ada")):
+        return "consumer"
+    if key[:1] in (("q",), ("quadro",)) or key[:2] == ("rtx", "pro") or (key[:1] == ("rtx",) and len(key) > 1):
+        return "workstation"
+    return "datacenter"
+
+
+def gpu_index_rows() -> list[list[Any]]:
+    """One short row per GPU for the ``preflight://gpus`` index: [name, VRAM GB, dense bf16 TFLOPS, class].
+
+    >>> [r for r in gpu_index_rows() if r[0] == "H100 SXM"]
+    [['H100 SXM', 80.0, 989.4, 'datacenter']]
+    """
+    return [[row.name, row.gpu_ram_gb, row.bf16_tflops, price_class(row)] for row in catalogue()]
 
 
 def gpu_names() -> list[str]:
@@ -157,15 +190,7 @@ def resolve_gpu(gpu: str | dict[str, Any] | GpuSpec | ResolvedGpu, field: str = 
     if isinstance(gpu, ResolvedGpu):
         return gpu
     if isinstance(gpu, str):
-        row = lookup_gpu(gpu)
-        if row is None:
-            names = ", ".join(gpu_names()[:12])
-            raise PreflightError(
-                field, gpu, f"a catalogue name ({names}, ...; see `preflight gpus`) or an object with "
-                "gpu_ram_gb, bf16_tflops, hbm_bw_gbps",
-            )
-        size = re.search(r"(\d+)\s*GB", gpu, re.IGNORECASE)
-        return from_catalogue(row, float(size.group(1)) if size else None)
+        return from_catalogue(find_gpu(gpu, field), memory_hint_gb(gpu))
     if isinstance(gpu, dict):
         try:
             gpu = GpuSpec.model_validate(gpu)

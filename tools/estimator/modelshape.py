@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.common.files import read_text_file
 from gpu_preflight.tools.common.limits import loads_json
+from gpu_preflight.tools.common.nextstep import call
 from gpu_preflight.tools.estimator.spec import ModelSpec
 
 ShapeSource = Literal["preset", "hf_config", "spec", "inferred"]
@@ -239,7 +240,7 @@ def resolve_model(spec: ModelSpec) -> ResolvedModel:
         params = spec.params_total or base.get("params_total")
         if params is None:
             raise PreflightError(
-                "spec.model", spec.name, "a preset name (see `preflight models`), hf_config, params_total, "
+                "spec.model", spec.name, f"a preset name (see {call('models')}), hf_config, params_total, "
                 "or the shape n_layers/hidden_size/n_heads/vocab_size",
             )
         merged = {**_infer_shape(int(params)), **merged}

@@ -34,8 +34,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from gpu_preflight.tools.common.errors import PreflightError
-from gpu_preflight.tools.estimator.catalogue import ResolvedGpu, lookup_gpu, resolve_gpu
+from gpu_preflight.tools.estimator.catalogue import ResolvedGpu, resolve_gpu
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel
 from gpu_preflight.tools.estimator.spec import BaselineSpec, TrainingSpec
 
@@ -201,9 +200,7 @@ def efficiency_for(base_gpu: ResolvedGpu, base: BaselineSpec, gpu: ResolvedGpu,
 def baseline_estimate(
     m: ResolvedModel, t: TrainingSpec, gpu: ResolvedGpu, params_trainable: int, base: BaselineSpec
 ) -> ThroughputEstimate:
-    if lookup_gpu(base.gpu) is None:
-        raise PreflightError("spec.baseline.gpu", base.gpu, "a catalogue GPU name (see `preflight gpus`)")
-    base_gpu = resolve_gpu(base.gpu, "spec.baseline.gpu")
+    base_gpu = resolve_gpu(base.gpu, "spec.baseline.gpu")  # a name only (the spec says so); refusal lists candidates
     cand_peak, note = gpu.peak_tflops(t.precision)
     base_peak, _ = base_gpu.peak_tflops(t.precision)
     flops_ratio = (cand_peak * t.num_gpus) / (base_peak * base.num_gpus)
