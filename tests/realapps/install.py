@@ -26,6 +26,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 CLAUDE_VERSION = "2.1.332"
@@ -105,32 +106,42 @@ def _problem(app: str) -> str | None:
     return None
 
 
-def _npm_install(apps: tuple[str, ...]) -> str | None:
-    """``npm install`` the pinned packages into the cache; returns an error text or None."""
+def npm_install_pinned(root: Path, package_name: str, specs: list[str], ready: Callable[[], bool],
+                       timeout_s: float = NPM_TIMEOUT_S) -> str | None:
+    """``npm install`` exact ``specs`` into ``root`` under a lock (parallel test workers install once).
+
+    ``ready`` is asked again inside the lock: another worker may have finished meanwhile. Returns an
+    error line (npm's first few error lines, its advice dropped) or None.
+    """
     npm = shutil.which("npm")
     if not npm:
         return "npm not found on PATH"
-    root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "package.json").exists():
-        (root / "package.json").write_text('{"name": "gpu-preflight-agent-tuis", "private": true}\n')
-    specs = [f"{PACKAGES[a][0]}@{PACKAGES[a][1]}" for a in apps]
+        (root / "package.json").write_text(json.dumps({"name": package_name, "private": True}) + "\n")
     cmd = [npm, "install", "--prefix", str(root), "--no-audit", "--no-fund", "--loglevel=error",
            "--save-exact", *specs]
     with open(root / ".install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test workers install once
-        if all(_problem(a) is None for a in apps):
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if ready():
             return None
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=NPM_TIMEOUT_S, check=False)
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"npm install failed: {exc}"
+            return f"npm install {' '.join(specs)} failed: {exc}"
     if done.returncode != 0:
         noise = ("If you are behind a proxy", "A complete log", "npm error\n")
         lines = [ln.strip() for ln in (done.stderr or done.stdout).splitlines(keepends=True)
                  if ln.strip() and ln.strip() != "npm error" and not any(n in ln for n in noise)]
         return f"npm install {' '.join(specs)} failed (rc {done.returncode}): {' | '.join(lines[:3])}"
     return None
+
+
+def _npm_install(apps: tuple[str, ...]) -> str | None:
+    """``npm install`` the pinned agent packages into the cache; returns an error text or None."""
+    specs = [f"{PACKAGES[a][0]}@{PACKAGES[a][1]}" for a in apps]
+    return npm_install_pinned(cache_dir(), "gpu-preflight-agent-tuis", specs,
+                              lambda: all(_problem(a) is None for a in apps))
 
 
 def ensure_installed(app: str) -> Path | None:
