@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 from helpers_spec import EXAMPLES, spec
 
+from gpu_preflight.server.nextsteps import CLI, MCP
+from gpu_preflight.tools.common.nextstep import speaking
 from gpu_preflight.tools.estimator.catalogue import lookup_gpu
 from gpu_preflight.tools.estimator.spec import load_spec_file
 from gpu_preflight.tools.offers.options import PlanResult, plan_options
@@ -122,12 +124,16 @@ def test_newest_market_prices_the_5090d_below_the_5090() -> None:
 
 def test_bundled_sample_says_it_is_old_and_how_to_plan_today() -> None:
     spec = load_spec_file(SMALL_LORA)
-    plan = plan_options(spec, offers_for(spec), limit=20)
+    with speaking(CLI):  # the note names the next step in the caller's interface
+        plan = plan_options(spec, offers_for(spec), limit=20)
     assert plan.offers_sample
     sample_notes = [n for n in plan.warnings if "bundled sample" in n]
     assert len(sample_notes) == 1
     note = sample_notes[0]
     assert "--live" in note and "VAST_API_KEY" in note and "--offers" in note and "vastai search offers --raw" in note
+    with speaking(MCP):
+        mcp_note = next(n for n in plan_options(spec, offers_for(spec), limit=20).warnings if "bundled" in n)
+    assert "live_query" in mcp_note and "offers_file" in mcp_note and "--live" not in mcp_note
     # Each row states its own record's capture date (end_date - duration), not the oldest one.
     raw = {r["id"]: r for r in _raw(snapshot_path())}
     dates = {r.captured_on for r in plan.rows}

@@ -30,6 +30,8 @@ STEPS: dict[str, str] = {
     "estimate_run": "the run estimate",
     "plan_options": "the option table",
     "search_offers": "the offer search",
+    "live_offers": "a live offer search",
+    "offers_file": "a saved offers file",
     "checklist_start": "a new checklist",
     "checklist_record": "recording evidence yourself",
     "checklist_status": "the checklist status",

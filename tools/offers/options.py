@@ -27,6 +27,7 @@ from gpu_preflight.tools.estimator.catalogue import ResolvedGpu, TflopsSource, f
 from gpu_preflight.tools.estimator.estimate import RunEstimate, estimate_run
 from gpu_preflight.tools.estimator.memory_host import cpu_verdict
 from gpu_preflight.tools.estimator.spec import RunSpec, parse_spec
+from gpu_preflight.tools.common.nextstep import call
 from gpu_preflight.tools.estimator.throughput import Scenarios
 from gpu_preflight.tools.offers.market_notes import MarketNotes
 from gpu_preflight.tools.offers.records import Offer, OfferSet, dph_total_for_storage
@@ -38,9 +39,8 @@ MIN_INET_DOWN_MBPS = 10.0
 MIN_CUDA = 12.1
 """PyTorch 2.4+ wheels are built for CUDA 12.1 and newer; older drivers force an old stack."""
 SAMPLE_NOTE = (
-    "bundled sample of {n} real offers captured {span}, not today's market: plan over today's with a live "
-    "search (`--live QUERY` / live_query, needs VAST_API_KEY) or a saved `vastai search offers --raw` file "
-    "(`--offers FILE` / offers_file)")
+    "bundled sample of {n} real offers captured {span}, not today's market: plan over today's with {live} "
+    "(needs VAST_API_KEY) or {saved} from `vastai search offers --raw`")
 
 
 class Risk(BaseModel):
@@ -264,7 +264,8 @@ def plan_options(spec: RunSpec | dict[str, Any], offers: OfferSet, *, rank: Rank
     span = capture_span(offers)
     warnings = notes.lines()
     if offers.bundled_sample:
-        warnings.insert(0, SAMPLE_NOTE.format(n=len(offers.offers), span=span or "at an unknown time"))
+        warnings.insert(0, SAMPLE_NOTE.format(n=len(offers.offers), span=span or "at an unknown time",
+                                              live=call("live_offers"), saved=call("offers_file")))
     if span:
         age = f"captured {span} (the oldest {age.removeprefix('captured ')}; each row has its date)"
     return PlanResult(
