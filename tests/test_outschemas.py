@@ -19,8 +19,13 @@ from gpu_preflight.server.app import create_server
 REGENERATE = "stale: run `python -m gpu_preflight.server.outschemas` and commit server/output_schemas.json"
 
 
+# run_plot answers with an image and a JSON text, never structuredContent: Codex 0.171 drops the image of
+# a result that has one (measured; see tests/test_mcp_run_plot.py), so it publishes no output schema.
+UNSTRUCTURED = {"run_plot"}
+
+
 def _tools() -> list[Any]:
-    return list(create_server()._tool_manager.list_tools())
+    return [t for t in create_server()._tool_manager.list_tools() if t.name not in UNSTRUCTURED]
 
 
 def test_the_stored_schemas_match_the_models() -> None:

@@ -291,34 +291,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    from gpu_preflight.tools.telemetry.models import GpuSample, LogSample
-    from gpu_preflight.tools.telemetry.plot import plot_png
-    from gpu_preflight.tools.telemetry.runcheck import make_inputs, resolve_run
-    from gpu_preflight.tools.telemetry.tail import read_source
-    from gpu_preflight.tools.telemetry.timeline import build_timeline
+    from gpu_preflight.tools.telemetry.plot_inputs import plot_inputs, render
 
     fields = _inputs(args)
-    if args.run:
-        inputs, _, _, _ = resolve_run(args.run, fields, with_heartbeat=False)
-    elif args.log or args.nvsmi:
-        inputs = make_inputs(fields)
-    else:
+    if not (args.run or args.log or args.nvsmi):
         raise PreflightError("RUN", None, "a run id, or --log FILE / --nvsmi FILE")
-    logs: list[LogSample] = []
-    gpu: list[GpuSample] = []
-    for path in (inputs.log_path, inputs.nvsmi_path):
-        if path:
-            found, _ = read_source(path)
-            logs += [s for s in found if isinstance(s, LogSample)]
-            gpu += [s for s in found if isinstance(s, GpuSample)]
-    interval = inputs.gpu_interval_s or (10.0 if any(s.timestamp is None for s in gpu) else None)
-    timeline = build_timeline(gpu, logs, gpu_interval_s=interval)
-    # A run's own spec gives tokens per step (the checklist's), so its predicted tokens/s and a log that
-    # prints only step times are drawn in one unit without --tokens-per-step.
-    per_step = args.tokens_per_step or inputs.tokens_per_step
-    png = plot_png(timeline, predicted_tokens_per_s=inputs.predicted_tokens_per_s,
-                   predicted_step_time_s=inputs.predicted_step_time_s, tokens_per_step=per_step,
-                   num_gpus=inputs.num_gpus, title=args.title or f"run {args.run or Path(str(inputs.log_path)).name}")
+    png = render(plot_inputs(args.run, fields, tokens_per_step=args.tokens_per_step), title=args.title)
     out = Path(args.output)
     try:
         out.write_bytes(png)

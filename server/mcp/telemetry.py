@@ -228,6 +228,26 @@ def register(mcp: MCPServer) -> None:
                           predicted_tokens_per_s=predicted_tokens_per_s, num_gpus=num_gpus, window_s=window_s)
         return compact_result(c, check_markdown(c))
 
+    @mcp.tool(name="run_plot", annotations=READ_ONLY)
+    def run_plot_tool(run_id: RunIdArg, log_path: PathArg = None, nvsmi_path: PathArg = None,
+                      num_gpus: GpusArg = None) -> CallToolResult:
+        """PNG of a run (measured vs predicted throughput, ratio, GPU util) and its numbers as JSON."""
+        from mcp.server.mcpserver import Image
+        from mcp.types import TextContent
+
+        from gpu_preflight.tools.telemetry.plot_inputs import AGENT_SIZE_PX, plot_inputs, plot_summary, render
+
+        with tool_errors():
+            fields = {"log_path": log_path, "nvsmi_path": nvsmi_path, "num_gpus": num_gpus}
+            inputs = plot_inputs(run_id, {k: v for k, v in fields.items() if v is not None})
+            png = render(inputs, width=AGENT_SIZE_PX[0], height=AGENT_SIZE_PX[1])
+        summary = plot_summary(inputs, png, run_id=run_id).model_dump_json(exclude_none=True)
+        # No structuredContent, on purpose: Codex 0.171 forwards only the structured JSON of a result that
+        # has it, dropping the image (Claude Code 2.1.332 forwards both); without it both agents hand the
+        # model the image and this JSON text (tests/test_mcp_run_plot.py says how this was measured).
+        return CallToolResult(content=[Image(data=png, format="png").to_image_content(),
+                                       TextContent(type="text", text=summary)])
+
     @mcp.tool(name="calibrate", annotations=RECORDS_STATE)
     def calibrate_tool(
         run_id: Annotated[str | None, Field(default=None, max_length=64,

@@ -23,11 +23,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from gpu_preflight.tools.common.errors import PreflightError
+from gpu_preflight.tools.common.nextstep import call
 from gpu_preflight.tools.estimator.catalogue import ResolvedGpu, TflopsSource, from_catalogue, lookup_gpu
 from gpu_preflight.tools.estimator.estimate import RunEstimate, estimate_run
 from gpu_preflight.tools.estimator.memory_host import cpu_verdict
 from gpu_preflight.tools.estimator.spec import RunSpec, parse_spec
-from gpu_preflight.tools.common.nextstep import call
 from gpu_preflight.tools.estimator.throughput import Scenarios
 from gpu_preflight.tools.offers.market_notes import MarketNotes
 from gpu_preflight.tools.offers.records import Offer, OfferSet, dph_total_for_storage

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 import struct
 import zlib
 from collections import defaultdict
@@ -162,10 +163,10 @@ class Panel:
             lo = math.floor(math.log10(log_min or 1.0))
             hi = max(math.ceil(math.log10(max(y_max, 1e-300))), lo + 1)
             self.yt = [10.0 ** k for k in range(lo, hi + 1)]
-        else:
-            self.yt = nice_ticks(0.0, max(y_max, 1e-9))
+        else:  # a tick label is 14 px tall: at most one per 24 px, so a short panel is not a smear of digits
+            self.yt = nice_ticks(0.0, max(y_max, 1e-9), max(2, min(5, (self.y1 - self.y0) // 24)))
         self.x_max, self.y_max, self.y_min = self.xt[-1], self.yt[-1], self.yt[0]
-        canvas.text(self.x0 - 60, self.y0 - 30, f"{title} ({y_label}{', log' if self.log else ''})")
+        self.title_end = canvas.text(self.x0 - 60, self.y0 - 30, f"{title} ({y_label}{', log' if self.log else ''})")
         for v in self.yt:
             y = self.py(v)
             canvas.line(self.x0, y, self.x1, y, GRID)
@@ -197,11 +198,15 @@ class Panel:
             if len(pixels) <= 60 and not dash:
                 for x, y in pixels:
                     self.c.dot(x - 2, y - 2, color, 5)
-        # The legend sits in one row above the frame, right-aligned, so it never hides data.
-        x = self.x1 - sum(text_width(s[0]) + 52 for s in series) + 20
+        # The legend sits in one row above the frame, right-aligned, so it never hides data; where it would
+        # run into the panel's title (8 GPUs on an 800 px chart) its swatches and gaps shrink.
+        swatch, gap = 26, 20
+        if self.x1 - sum(text_width(s[0]) + swatch + 6 + gap for s in series) + gap < self.title_end + 12:
+            swatch, gap = 12, 10
+        x = self.x1 - sum(text_width(s[0]) + swatch + 6 + gap for s in series) + gap
         for label, color, _, dash in series:
-            self.c.line(x, self.y0 - 23, x + 26, self.y0 - 23, color, 3, dash)
-            x = self.c.text(x + 32, self.y0 - 30, label, color) + 20
+            self.c.line(x, self.y0 - 23, x + swatch, self.y0 - 23, color, 3, dash)
+            x = self.c.text(x + swatch + 6, self.y0 - 30, label, color) + gap
 
 
 def throughput_points(timeline: Timeline, *, num_gpus: int | None = None,
@@ -219,9 +224,13 @@ def throughput_points(timeline: Timeline, *, num_gpus: int | None = None,
     return "steps/s", steps
 
 
-def _predicted(unit: str, predicted_tokens_per_s: float | None, predicted_step_time_s: float | None,
-               tokens_per_step: int | None) -> float | None:
-    """The prediction in the measured line's unit, or None when it cannot be put in that unit."""
+def predicted_in_unit(unit: str, predicted_tokens_per_s: float | None, predicted_step_time_s: float | None,
+                      tokens_per_step: int | None) -> float | None:
+    """The prediction in the measured line's unit, or None when it cannot be put in that unit.
+
+    >>> predicted_in_unit("steps/s", 8192.0, None, 4096)
+    2.0
+    """
     if unit == "tokens/s":
         if predicted_tokens_per_s:
             return predicted_tokens_per_s
@@ -233,11 +242,33 @@ def _predicted(unit: str, predicted_tokens_per_s: float | None, predicted_step_t
     return None  # tokens/s per GPU against a whole-job prediction: the GPU count is unknown
 
 
+_predicted = predicted_in_unit  # the name tests/test_loop_heartbeat_truth.py imports
+
+
+def _boxes(width: int, height: int, panels: int) -> list[tuple[int, int, int, int]]:
+    """Panel frames stacked under the title: each gets a header row (title, legend) above and its
+    tick labels below; the plot heights split what is left 13:10:10 (throughput widest), or 5:4 for two.
+
+    >>> _boxes(960, 620, 3)
+    [(110, 78, 930, 217), (110, 281, 930, 388), (110, 452, 930, 559)]
+    """
+    header, under, top, footer = 34, 30, 44, 30
+    free = height - top - footer - panels * (header + under)
+    weights = (13, 10, 10) if panels == 3 else (5, 4)
+    boxes, y = [], top
+    for w in weights:
+        h = round(free * w / sum(weights))
+        boxes.append((110, y + header, width - 30, y + header + h))
+        y += header + h + under
+    return boxes
+
+
 def plot_png(timeline: Timeline, *, predicted_tokens_per_s: float | None = None,
              predicted_step_time_s: float | None = None, tokens_per_step: int | None = None,
-             num_gpus: int | None = None, title: str = "run") -> bytes:
+             num_gpus: int | None = None, title: str = "run", width: int = WIDTH, height: int = HEIGHT) -> bytes:
     """The chart as PNG bytes (throughput, measured/predicted when predicted, GPU utilization); raises
-    when there is nothing to draw."""
+    when there is nothing to draw. ``width`` x ``height`` pixels: 960 x 620 for a file people open,
+    800 x 500 for an agent (7-10 KB on our test runs, readable at the 2x font)."""
     unit, measured = throughput_points(timeline, num_gpus=num_gpus, tokens_per_step=tokens_per_step)
     per_gpu: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for g in timeline.gpu:
@@ -245,42 +276,42 @@ def plot_png(timeline: Timeline, *, predicted_tokens_per_s: float | None = None,
             per_gpu[g.sample.gpu_index].append((g.t_s / 60, g.sample.gpu_util_pct))
     if not measured and not per_gpu:
         raise PreflightError("plot", "no throughput and no GPU utilization", "a training log or nvidia-smi capture")
-    predicted = _predicted(unit, predicted_tokens_per_s, predicted_step_time_s, tokens_per_step)
+    predicted = predicted_in_unit(unit, predicted_tokens_per_s, predicted_step_time_s, tokens_per_step)
     x_max = max([x for x, _ in measured] + [x for pts in per_gpu.values() for x, _ in pts] + [1e-3])
-    canvas = Canvas(WIDTH, HEIGHT)
-    canvas.text(20, 12, title[:70], BLACK, 3)
+    canvas = Canvas(width, height)
+    canvas.text(20, 12, title[: (width - 40) // 18], BLACK, 3)
     values = [y for _, y in measured if y > 0]
     ratios = [(x, y / predicted) for x, y in measured if y > 0] if predicted else []
     wide = bool(values and predicted and max(predicted, *values) / min(predicted, *values) > LOG_AXIS_SPAN)
-    top_box = (110, 90, WIDTH - 30, 220) if ratios else (110, 100, WIDTH - 30, 300)
-    top = Panel(canvas, top_box, x_max, max([*values, predicted or 0.0, 0.0]) * 1.15, "throughput", unit,
+    boxes = _boxes(width, height, 3 if ratios else 2)
+    top = Panel(canvas, boxes[0], x_max, max([*values, predicted or 0.0, 0.0]) * 1.15, "throughput", unit,
                 log_min=min([*values, predicted or 0.0]) if wide else None)
     series: list[Series] = [("measured", BLUE, measured, 0)]
     if predicted:
         series += [("predicted", ORANGE, [(0.0, predicted), (top.x_max, predicted)], 10),
-                   ("70% of predicted", RED, [(0.0, 0.7 * predicted), (top.x_max, 0.7 * predicted)], 4)]
+                   ("70%", RED, [(0.0, 0.7 * predicted), (top.x_max, 0.7 * predicted)], 4)]
     elif predicted_tokens_per_s or predicted_step_time_s:
-        note = ("a whole-job prediction and a per-GPU log: pass --num-gpus" if unit.endswith("per GPU")
-                else "the prediction needs --tokens-per-step to share this unit")
+        note = ("prediction not drawn: per-GPU log, GPU count unknown" if unit.endswith("per GPU")
+                else "prediction not drawn: tokens per step unknown")
         canvas.text(top.x0 + 10, top.y0 + 6, note, GREY)
     top.draw(series)
     if ratios:
         lo, hi = min(y for _, y in ratios), max(y for _, y in ratios)
-        mid = Panel(canvas, (110, 290, WIDTH - 30, 390), x_max, max(hi, 1.0) * 1.15, "measured / predicted", "x",
+        mid = Panel(canvas, boxes[1], x_max, max(hi, 1.0) * 1.15, "measured / predicted", "x",
                     log_min=min(lo, 0.7) if max(hi, 1.0) / min(lo, 0.7) > 5 else None)
         mid.draw([("ratio", BLUE, ratios, 0), ("1x", ORANGE, [(0.0, 1.0), (mid.x_max, 1.0)], 10),
                   ("0.7x", RED, [(0.0, 0.7), (mid.x_max, 0.7)], 4)])
-        median = sorted(y for _, y in ratios)[len(ratios) // 2]
+        median = statistics.median(y for _, y in ratios)
         canvas.text(mid.x0 + 10, mid.y0 + 6, f"median {median:.3g}x", BLUE)
-    gpu_box = (110, 460, WIDTH - 30, 560) if ratios else (110, 400, WIDTH - 30, 560)
+    gpu_box = boxes[-1]
     bottom = Panel(canvas, gpu_box, x_max, 100.0, "GPU utilization", "%")
-    gpu_series: list[Series] = [(f"GPU {i}", GPU_COLORS[n % len(GPU_COLORS)], pts, 0)
+    gpu_series: list[Series] = [(f"GPU {i}" if len(per_gpu) <= 3 else str(i), GPU_COLORS[n % len(GPU_COLORS)], pts, 0)
                                 for n, (i, pts) in enumerate(sorted(per_gpu.items())[:8])]
-    gpu_series.append(("60% line", RED, [(0.0, 60.0), (bottom.x_max, 60.0)], 4))
+    gpu_series.append(("60%", RED, [(0.0, 60.0), (bottom.x_max, 60.0)], 4))
     bottom.draw(gpu_series)
     if not per_gpu:
         note = "no GPU readings: add an nvidia-smi capture"
-        canvas.text((WIDTH - text_width(note)) // 2, (gpu_box[1] + gpu_box[3]) // 2 - 7, note, GREY)
+        canvas.text((width - text_width(note)) // 2, (gpu_box[1] + gpu_box[3]) // 2 - 7, note, GREY)
     label = "minutes since the capture began"
-    canvas.text((WIDTH - text_width(label)) // 2, HEIGHT - 26, label)
+    canvas.text((width - text_width(label)) // 2, height - 26, label)
     return canvas.png()
