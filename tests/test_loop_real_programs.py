@@ -56,14 +56,14 @@ def _gate_open_checklist() -> str:
     return view.id
 
 
-def _launch(srv: TmuxTestServer, tmp_path: Path, script: str, args: str, *, predicted: float | None = None
-            ) -> tuple[str, Path]:
+def _launch(srv: TmuxTestServer, tmp_path: Path, script: str, args: str, *, predicted: float | None = None,
+            logging_steps: int | None = None) -> tuple[str, Path]:
     log = tmp_path / f"{script}.log"
     # -u: lines reach the log as they are printed, as when a user tails it (without it, and without
     # PYTHONUNBUFFERED in the environment, CI saw the whole log land at exit in one window).
     command = f"{PYTHON} -u {PROGRAMS / script} --bs {BS} --seq {SEQ} {args} > {log} 2>&1"
     launched = launch_run(_gate_open_checklist(), srv.shell(), command, "probe", log_path=str(log),
-                          expected_tokens_per_s=predicted, socket_name=srv.socket_name)
+                          expected_tokens_per_s=predicted, socket_name=srv.socket_name, logging_steps=logging_steps)
     assert launched.run is not None and launched.dispatch.status == "submitted"
     return launched.run.run_id, log
 
@@ -111,6 +111,41 @@ def test_hf_probe_without_progress_bar_calibrates_from_its_summary(tmux_srv: Tmu
     check = run_check(run_id)
     # the run's spec gives 512 tokens per step: the measured rate needs no tokens in the log
     assert check.measured_tokens_per_s == pytest.approx(cal.tokens_per_s, rel=1e-3)
+
+
+def test_hf_probe_without_progress_bar_is_timed_live_with_its_logging_steps(tmux_srv: TmuxTestServer,
+                                                                           tmp_path: Path) -> None:
+    """disable_tqdm: dict lines with no step number. Launched with logging_steps, checks while it runs place
+    the k-th dict at step k x 10 and time the steps by the log's write times; the truth is the run's own
+    closing summary (train_runtime / its 400 steps).
+
+    The checks span most of the run (the first dict to about step 360) and the test only reads the file in
+    between: on this 2-core machine a check every 0.3 s took CPU from the 2-thread trainer, so the run's
+    pace, and with it the summary's average, depended on when the test was looking.
+    """
+    every, steps = 10, 400
+    run_id, log = _launch(tmux_srv, tmp_path, "train_hf.py", f"--max-steps {steps} --no-tqdm --logging-steps {every}",
+                          logging_steps=every)
+    dicts = lambda: log.read_text().count("{'loss'") if log.exists() else 0  # noqa: E731
+    retry_until(lambda: dicts() >= 1, timeout_s=120, interval_s=0.2, what="the first dict line")
+    first = run_check(run_id)
+    assert first.heartbeat is not None and first.heartbeat["state"] == "running"
+    assert first.step_last is not None and first.step_last % every == 0 and first.step_time_source is None
+    retry_until(lambda: dicts() >= 36, timeout_s=120, interval_s=0.5, what="step 360")
+    second = retry_until(lambda: (c := run_check(run_id)).step_time_source == "write_times" and c,
+                         timeout_s=30, interval_s=0.5, what="a step time from the log's write times")
+    assert second.heartbeat is not None and second.heartbeat["state"] == "running"  # measured live
+    assert second.step_last is not None and first.step_last < second.step_last < steps
+    assert second.step_last % every == 0 and second.window is not None
+    live_step_s = second.window.step_time_median_s
+    retry_until(lambda: "train_runtime" in log.read_text(), timeout_s=120, interval_s=0.5, what="the summary")
+    assert _ended(run_id)["exit_code"] == 0
+    text = log.read_text()
+    assert "it/s]" not in text and text.count("{'loss'") == steps // every
+    runtime_s = float(text.split("'train_runtime': '")[1].split("'")[0])
+    truth_s = runtime_s / steps
+    assert live_step_s == pytest.approx(truth_s, rel=0.25), (live_step_s, truth_s)
+    assert run_check(run_id).step_last == steps  # the last dict at 40 x 10
 
 
 def test_nanogpt_far_below_its_prediction_fires_the_trigger(tmux_srv: TmuxTestServer, tmp_path: Path) -> None:

@@ -44,6 +44,10 @@ def add_parser(sub: Any) -> None:
     launch.add_argument("--log-format", default=None, metavar="F", help="the log's format (default: detected)")
     launch.add_argument("--log-regex", default=None, metavar="R",
                         help="a custom log layout: regex with named groups (step, loss, step_time_ms, ...)")
+    launch.add_argument("--logging-steps", type=quantity(1, 10**9, "steps", integer=True, lo_open=False),
+                        default=None, metavar="N",
+                        help="the HF Trainer's logging_steps: times a log without progress bar live "
+                             "(default: the command's --logging_steps N, if it has one)")
     launch.add_argument("--expected-tokens-per-s", type=quantity(0, 1e9, "tokens/s"), default=None)
     launch.add_argument("--override", default=None, metavar="REASON", help="launch despite a closed gate")
     _socket(launch)
@@ -98,7 +102,7 @@ def run_launch(args: argparse.Namespace) -> int:
     launched = launch_run(args.checklist, args.target, args.command, args.kind, log_path=args.log,
                           expected_tokens_per_s=args.expected_tokens_per_s, override_reason=args.override,
                           socket_name=args.socket_name, socket_path=args.socket_path,
-                          log_format=args.log_format, log_regex=args.log_regex)
+                          log_format=args.log_format, log_regex=args.log_regex, logging_steps=args.logging_steps)
     if args.json:
         sys.stdout.write(launched.model_dump_json() + "\n")
     else:

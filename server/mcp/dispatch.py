@@ -52,22 +52,23 @@ def launch_run(checklist_id: str, target: str, command: str, kind: Literal["prob
                log_path: str | None = None, expected_tokens_per_s: float | None = None,
                override_reason: str | None = None, socket_name: str | None = None,
                socket_path: str | None = None, log_format: str | None = None,
-               log_regex: str | None = None) -> LaunchResult:
+               log_regex: str | None = None, logging_steps: int | None = None) -> LaunchResult:
     """Ask the checklist gate first (it raises with what is missing), then dispatch and record the run.
 
     A probe carries the run-calibrated step/time cap from the gate decision."""
     from gpu_preflight.checklist import gate
     from gpu_preflight.tools.dispatch import launch_command
-    from gpu_preflight.tools.dispatch.runs import check_log_layout, check_log_path
+    from gpu_preflight.tools.dispatch.runs import check_log_layout, check_log_path, run_logging_steps
 
     check_log_path(log_path)  # before the gate: a refused path leaves no gate decision behind
     check_log_layout(log_format, log_regex)
+    run_logging_steps(logging_steps, command)
     decision = gate.check(checklist_id, kind, override_reason)  # raises, naming what is missing
     cap_steps = decision.probe_max_steps if kind == "probe" else None
     cap_minutes = decision.probe_max_minutes if kind == "probe" else None
     return launch_command(
         target, command, kind=kind, log_path=log_path, log_format=log_format, log_regex=log_regex,
-        predicted_tokens_per_s=expected_tokens_per_s,
+        logging_steps=logging_steps, predicted_tokens_per_s=expected_tokens_per_s,
         cap_steps=cap_steps, cap_seconds=cap_minutes * 60 if cap_minutes else None,
         socket_name=socket_name, socket_path=socket_path, checklist_id=checklist_id,
         override_reason=override_reason,
@@ -110,13 +111,16 @@ def register(mcp: MCPServer) -> None:
                                                      description="Launch despite a closed gate (audited).")] = None,
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
+        logging_steps: Annotated[int | None, Field(default=None, ge=1, le=10**9,
+                                                   description="HF Trainer's, if no progress bar.")] = None,
     ) -> Annotated[CallToolResult, LaunchResult]:
         """Gate check for `kind`, then a confirmed launch, recorded as a run (run_id)."""
         await ctx.report_progress(0, 1, f"gate check, then launch into {target}")
         with tool_errors():
             launched = await anyio.to_thread.run_sync(lambda: launch_run(
                 checklist_id, target, command, kind, log_path=log_path, expected_tokens_per_s=expected_tokens_per_s,
-                override_reason=override_reason, socket_name=socket_name, socket_path=socket_path))
+                override_reason=override_reason, socket_name=socket_name, socket_path=socket_path,
+                logging_steps=logging_steps))
         await ctx.report_progress(1, 1, launched.dispatch.status)
         run = f"run {launched.run.run_id}" if launched.run else "no run recorded"
         return result(launched, f"{run}: {_dispatch_md(launched.dispatch)}")

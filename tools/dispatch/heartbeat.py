@@ -41,6 +41,7 @@ from gpu_preflight.tools.dispatch.agentbeat import (
 )
 from gpu_preflight.tools.dispatch.audit import last_agent_prompt
 from gpu_preflight.tools.dispatch.hbscan import (
+    LOG_TAIL_BYTES,
     Scan,
     end_class,
     job_lines,
@@ -287,8 +288,10 @@ def _run_heartbeat(run: RunRecord, snap: Scan, tmux: Tmux, hang_after_s: float |
             hb.seconds_since_log_write_s = round(log.seconds_since_write_s, 3)
             hb.log_growth_bytes = _log_growth(run.log_path, log.size_bytes)
     lines = _log_lines(text)
+    # An HF log's dicts are counted k x logging_steps from the file's start: only when the tail is the whole file.
+    whole = hb.log_size_bytes is not None and hb.log_size_bytes <= LOG_TAIL_BYTES
     hb.probe_cap = tail_cap(run.cap_steps, run.cap_seconds, hb.elapsed_s, text,  # caps: probecap's doc
-                            run.log_format, run.log_regex)
+                            run.log_format, run.log_regex, run.logging_steps if whole else None)
     pane = snap.panes.get(run.pane_id or "")
     if pane is None:
         if job is not None and job.exited:

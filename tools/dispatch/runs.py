@@ -46,6 +46,9 @@ class RunRecord(BaseModel):
     log_path: str | None = None
     log_format: str | None = Field(default=None, description="the log's format when given at launch (else detected)")
     log_regex: str | None = Field(default=None, description="a custom log layout: regex with named groups")
+    logging_steps: int | None = Field(default=None, description="an HF Trainer log's logging_steps (places its dicts)")
+    logging_steps_source: Literal["stated", "command"] | None = Field(
+        default=None, description="stated at launch, or read from the command line (a convenience, not a guarantee)")
     predicted_tokens_per_s: float | None = None
     cap_steps: int | None = Field(default=None, description="probe runs: step cap of the run-calibrated policy")
     cap_seconds: float | None = Field(default=None, description="probe runs: time cap of the policy")
@@ -86,14 +89,16 @@ def record_run(
     dispatch_status: str | None = None,
     log_format: str | None = None,
     log_regex: str | None = None,
+    logging_steps: int | None = None,
     audit_id: int | None = None,
 ) -> RunRecord:
-    """Store a run and return it (with its new ``run_id``)."""
+    """Store a run and return it (with its new ``run_id``); ``logging_steps``: :func:`run_logging_steps`."""
     if kind not in RUN_KINDS:
         raise PreflightError("kind", kind, "probe or full")
     if predicted_tokens_per_s is not None and not predicted_tokens_per_s > 0:
         raise PreflightError("predicted_tokens_per_s", predicted_tokens_per_s, "a positive number or None")
     check_log_layout(log_format, log_regex)
+    every, every_source = run_logging_steps(logging_steps, command)
     record = RunRecord(
         run_id=_new_run_id(), created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         target=validate_any_target(target), pane_id=pane_id, socket_name=socket_name, socket_path=socket_path,
@@ -101,6 +106,7 @@ def record_run(
         log_path=log_path, predicted_tokens_per_s=predicted_tokens_per_s, cap_steps=cap_steps,
         cap_seconds=cap_seconds, checklist_id=checklist_id, override_reason=override_reason,
         dispatch_status=dispatch_status, audit_id=audit_id, log_format=log_format, log_regex=log_regex,
+        logging_steps=every, logging_steps_source=every_source,
     )
     data = record.model_dump()
     columns = ", ".join(data)
@@ -188,6 +194,25 @@ def check_log_layout(log_format: str | None, log_regex: str | None) -> None:
         raise PreflightError("log_regex", exc.got, exc.allowed, exc.hint) from None
 
 
+def run_logging_steps(stated: int | None, command: str) -> tuple[int | None, Literal["stated", "command"] | None]:
+    """The run's ``logging_steps`` and where it came from: as stated, else read from the command line.
+
+    Why: an HF Trainer log without a progress bar gives its dicts no step number, so a live run has no
+    step to time until it ends; ``logging_steps`` places them. Reading it off ``--logging_steps N`` is a
+    convenience, not a guarantee (:func:`~gpu_preflight.tools.telemetry.trainlog_hf.logging_steps_in_command`).
+    """
+    if stated is not None:
+        if isinstance(stated, bool) or not isinstance(stated, int) or not 1 <= stated <= 10**9:
+            raise PreflightError("logging_steps", stated, "a whole number of steps >= 1 (the Trainer's logging_steps)")
+        return stated, "stated"
+    try:
+        from gpu_preflight.tools.telemetry.trainlog_hf import logging_steps_in_command
+    except ModuleNotFoundError:  # the telemetry component is not installed: nothing reads the log here
+        return None, None
+    found = logging_steps_in_command(command)
+    return (found, "command") if found is not None else (None, None)
+
+
 def launch_command(
     target: str,
     command: str,
@@ -196,6 +221,7 @@ def launch_command(
     log_path: str | None = None,
     log_format: str | None = None,
     log_regex: str | None = None,
+    logging_steps: int | None = None,
     predicted_tokens_per_s: float | None = None,
     cap_steps: int | None = None,
     cap_seconds: float | None = None,
@@ -225,6 +251,7 @@ def launch_command(
         raise PreflightError("command", command, "a non-empty shell command")
     check_log_path(log_path)
     check_log_layout(log_format, log_regex)
+    run_logging_steps(logging_steps, command)  # refused before the gate and the keys, not after
     if gate is not None:
         gate()
     pane = target
@@ -245,6 +272,6 @@ def launch_command(
         job_id=result.job_id, pid=result.pid, started_at_epoch_s=result.started_at_epoch_s, log_path=log_path,
         predicted_tokens_per_s=predicted_tokens_per_s, cap_steps=cap_steps, cap_seconds=cap_seconds,
         checklist_id=checklist_id, override_reason=override_reason, dispatch_status=result.status,
-        audit_id=result.audit_id, log_format=log_format, log_regex=log_regex,
+        audit_id=result.audit_id, log_format=log_format, log_regex=log_regex, logging_steps=logging_steps,
     )
     return LaunchResult(dispatch=result, run=run)

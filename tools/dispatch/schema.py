@@ -64,6 +64,12 @@ SCRIPTS: list[str] = [
     ALTER TABLE dispatch_runs ADD COLUMN log_format TEXT;
     ALTER TABLE dispatch_runs ADD COLUMN log_regex TEXT;
     """,
+    # An HF Trainer log without a progress bar prints dicts with no step number: its logging_steps places
+    # them while the run is live (issue 15), stated at launch or read from the command line (the source).
+    """
+    ALTER TABLE dispatch_runs ADD COLUMN logging_steps INTEGER;
+    ALTER TABLE dispatch_runs ADD COLUMN logging_steps_source TEXT;
+    """,
 ]
 
 

@@ -101,7 +101,7 @@ def measure_files(inputs: RunInputs, *, num_gpus: int | None = None) -> tuple[di
     if not inputs.log_path:
         raise PreflightError("log_path", None, "the probe's training log (the run record names none)")
     found, _ = read_source(inputs.log_path, fmt=inputs.log_format, regex=inputs.log_regex, field="log_path",
-                           must_exist=not inputs.log_from_record)
+                           must_exist=not inputs.log_from_record, logging_steps=inputs.logging_steps)
     logs = [s for s in found if isinstance(s, LogSample)]
     gpu: list[GpuSample] = []
     if inputs.nvsmi_path:

@@ -95,8 +95,10 @@ def detect_format(text: str) -> IngestFormat | None:
     return best if scores[best] > 0 else None
 
 
-def make_parser(fmt: str, *, regex: str | None = None, columns: Sequence[str] | None = None) -> AnyParser:
-    """A fresh streaming parser for ``fmt`` (``columns`` names a ``noheader`` CSV's fields)."""
+def make_parser(fmt: str, *, regex: str | None = None, columns: Sequence[str] | None = None,
+                logging_steps: int | None = None) -> AnyParser:
+    """A fresh streaming parser for ``fmt`` (``columns`` names a ``noheader`` CSV's fields; ``logging_steps``
+    places an HF Trainer log's dicts, :func:`~.trainlog.make_log_parser`)."""
     if fmt == "nvidia_smi_query":
         return QueryCsvParser(columns)
     if fmt == "nvidia_smi_dmon":
@@ -106,7 +108,7 @@ def make_parser(fmt: str, *, regex: str | None = None, columns: Sequence[str] | 
     if fmt == "nvidia_smi_pmon":
         return PmonParser()
     if fmt in LOG_FORMATS:
-        return make_log_parser(fmt, regex=regex)
+        return make_log_parser(fmt, regex=regex, logging_steps=logging_steps)
     raise PreflightError("fmt", fmt, ", ".join(ALL_FORMATS))
 
 
@@ -132,6 +134,7 @@ def ingest(
     regex: str | None = None,
     columns: Sequence[str] | str | None = None,
     field: str = "path",
+    logging_steps: int | None = None,
 ) -> IngestResult:
     """Parse a recorded nvidia-smi capture or training log into samples, detecting the format.
 
@@ -139,9 +142,10 @@ def ingest(
     :data:`~gpu_preflight.tools.telemetry.trainlog.REGEX_GROUPS`) implies ``fmt="regex"``;
     ``columns`` gives the field order of a ``--format=csv,noheader`` capture (a list, or one string
     ``"index,utilization.gpu,..."``) and implies ``fmt="nvidia_smi_query"``; ``field`` names a path
-    argument in errors. An undetected format names the file, never its first line (it may be a secret); it
-    shows at most three lines that look like metrics (never one that looks like a secret) and proposes a regex
-    built from them (:mod:`.regex_proposal`).
+    argument in errors; ``logging_steps`` (the run's) places an HF Trainer log's dicts without a bar. An
+    undetected format names the file, never its first line (it may be a secret); it shows at most three
+    lines that look like metrics (never one that looks like a secret) and proposes a regex built from
+    them (:mod:`.regex_proposal`).
     """
     from_file = isinstance(text_or_path, os.PathLike)
     text = read_text(text_or_path, field=field)
@@ -166,7 +170,9 @@ def ingest(
         hint = "no such file" if looks_like_path else "pass fmt=... or a regex with named groups"
         hint += "" if looks_like_path else unread_lines_hint(text)
         raise PreflightError("fmt", text[:60] if looks_like_path else "(undetected)", ", ".join(ALL_FORMATS), hint)
-    parser = make_parser(chosen, regex=regex, columns=columns)
+    if logging_steps is not None and logging_steps < 1:
+        raise PreflightError("logging_steps", logging_steps, "a whole number of steps >= 1, or None")
+    parser = make_parser(chosen, regex=regex, columns=columns, logging_steps=logging_steps)
     samples = parser.feed_text(text)
     if isinstance(parser, QueryCsvParser) and not samples and parser.rows_without_columns:
         raise PreflightError("columns", None, "the --query-gpu fields of a --format=csv,noheader capture, in order",

@@ -69,7 +69,8 @@ def probe_cap(cap_steps: int | None, cap_seconds: float | None, steps_done: int 
                     reached=bool(why), reason=reason)
 
 
-def tail_samples(text: str, fmt: str | None = None, regex: str | None = None) -> list[LogSample]:
+def tail_samples(text: str, fmt: str | None = None, regex: str | None = None,
+                 logging_steps: int | None = None) -> list[LogSample]:
     """The training-log records in ``text``: in the run's recorded format or regex, else the detected one.
 
     Why the recorded layout first: a custom regex layout is detected as nothing, so a probe launched with
@@ -84,26 +85,34 @@ def tail_samples(text: str, fmt: str | None = None, regex: str | None = None) ->
     if chosen is None or chosen not in LOG_FORMATS:
         return []
     try:
-        found = make_parser(chosen, regex=regex).feed_text(text)
+        found = make_parser(chosen, regex=regex, logging_steps=logging_steps).feed_text(text)
     except (PreflightError, ValueError):
         return []
     return [s for s in found if isinstance(s, LogSample)]
 
 
-def steps_in_tail(text: str, fmt: str | None = None, regex: str | None = None) -> int | None:
+def steps_in_tail(text: str, fmt: str | None = None, regex: str | None = None,
+                  logging_steps: int | None = None) -> int | None:
     """The last training step a log tail shows (its recorded format or regex, else the detected one), or None.
 
     The tail's first line is dropped: it may start mid-line (the heartbeat reads the last bytes).
+    ``logging_steps`` counts an HF log's dicts from the file's start, so it is for a ``text`` that is the
+    whole log, and then the first line is kept.
     """
-    body = "\n".join(text.replace("\r", "\n").split("\n")[1:])
-    steps = [s.step for s in tail_samples(body, fmt, regex) if s.kind == "train" and s.step is not None]
+    lines = text.replace("\r", "\n").split("\n")
+    body = "\n".join(lines if logging_steps else lines[1:])
+    steps = [s.step for s in tail_samples(body, fmt, regex, logging_steps) if s.kind == "train" and s.step is not None]
     return steps[-1] if steps else None
 
 
 def tail_cap(cap_steps: int | None, cap_seconds: float | None, elapsed_s: float | None,
-             log_tail: str, fmt: str | None = None, regex: str | None = None) -> ProbeCap | None:
-    """:func:`probe_cap` for a heartbeat: steps from the log tail (parsed only when a step cap is set)."""
+             log_tail: str, fmt: str | None = None, regex: str | None = None,
+             logging_steps: int | None = None) -> ProbeCap | None:
+    """:func:`probe_cap` for a heartbeat: steps from the log tail (parsed only when a step cap is set).
+
+    ``logging_steps`` only when ``log_tail`` is the whole log (:func:`steps_in_tail`).
+    """
     if cap_steps is None and cap_seconds is None:
         return None
-    steps = steps_in_tail(log_tail, fmt, regex) if cap_steps is not None and log_tail else None
+    steps = steps_in_tail(log_tail, fmt, regex, logging_steps) if cap_steps is not None and log_tail else None
     return probe_cap(cap_steps, cap_seconds, steps, elapsed_s)

@@ -44,7 +44,7 @@ from .tail import read_source as read_source  # re-exported: callers import it f
 from .timeline import Timeline, build_timeline
 from .triggers import TriggerConfig, TriggerName, TriggerStatus
 from .windows import DEFAULT_WINDOW_S, EtaTrend, Window
-from .writetimes import LogTiming, silent_log, time_log
+from .writetimes import LogTiming, logging_steps_advice, silent_log, time_log
 
 RunDecisionName = Literal["keep", "kill", "done", "wait"]
 DEFAULT_DMON_INTERVAL_S = 10.0
@@ -60,6 +60,7 @@ class RunInputs(BaseModel):
     nvsmi_path: str | None = Field(default=None, max_length=4096)
     log_format: str | None = Field(default=None, max_length=64)
     log_regex: str | None = Field(default=None, max_length=2000)
+    logging_steps: int | None = Field(default=None, ge=1, le=10**9, description="An HF log's, to place its dicts live.")
     predicted_tokens_per_s: float | None = Field(default=None, gt=0, le=1e12)
     predicted_step_time_s: float | None = Field(default=None, ge=1e-6, le=1e6)
     num_gpus: int | None = Field(default=None, ge=1, le=4096)
@@ -188,7 +189,8 @@ def check_run(inputs: RunInputs, *, gpu_samples: Sequence[GpuSample] = (), heart
     log_summary = gpu_summary = look = None
     if inputs.log_path:
         found, log_summary, look = read_source_look(inputs.log_path, fmt=inputs.log_format, regex=inputs.log_regex,
-                                                    field="log_path", must_exist=not inputs.log_from_record)
+                                                    field="log_path", must_exist=not inputs.log_from_record,
+                                                    logging_steps=inputs.logging_steps)
         logs = [s for s in found if isinstance(s, LogSample)]
         if found and not logs:
             out_notes.append(f"{inputs.log_path} holds GPU readings, not a training log")
@@ -263,6 +265,8 @@ def _answer(inputs: RunInputs, a: Assessment, logs: list[LogSample], hb: dict[st
         step_times, source = [summary[0]], "summary"
         notes.append(f"step time from the closing summary: {summary[1]} steps in {summary[0] * summary[1]:g} s")
     missing = None if step_times else timing.missing
+    if missing and inputs.logging_steps is None and log_summary is not None and log_summary.format == "hf_trainer":
+        missing += f"; {logging_steps_advice()}"
     if missing:
         notes.append(f"no step time: {missing}")
     if measured is None and inputs.tokens_per_step and step_times:
@@ -384,6 +388,7 @@ def resolve_run(run_id: str, overrides: dict[str, Any], *, with_heartbeat: bool 
 
     per_step = spec_tokens_per_step(checklist_spec(record.checklist_id)) if record.checklist_id else None
     base = {"log_path": record.log_path, "log_format": record.log_format, "log_regex": record.log_regex,
+            "logging_steps": record.logging_steps,
             "predicted_tokens_per_s": record.predicted_tokens_per_s,
             "started_at_epoch_s": record.started_at_epoch_s, "cap_steps": record.cap_steps,
             "cap_seconds": record.cap_seconds, "tokens_per_step": per_step}

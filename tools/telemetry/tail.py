@@ -119,6 +119,7 @@ class LogTail:
         fmt: str | None = None,
         regex: str | None = None,
         columns: list[str] | None = None,
+        logging_steps: int | None = None,
         from_end: bool = False,
         max_read_bytes: int = DEFAULT_MAX_READ_BYTES,
         field: str = "path",
@@ -132,10 +133,11 @@ class LogTail:
         self.field = field
         self._regex = regex
         self._columns = columns
+        self._every = logging_steps  # an HF log's logging_steps, for its dicts without a bar (make_log_parser)
         self._fmt: str | None = "regex" if regex is not None else fmt
         self._parser: AnyParser | None = None
         if self._fmt is not None:
-            self._parser = make_parser(self._fmt, regex=regex, columns=columns)
+            self._parser = make_parser(self._fmt, regex=regex, columns=columns, logging_steps=logging_steps)
         self._pending: list[str] = []
         self._pending_dropped = 0
         self._partial = b""
@@ -225,7 +227,7 @@ class LogTail:
             if detected is None:
                 return []
             self._fmt = detected
-            self._parser = make_parser(detected, regex=self._regex, columns=self._columns)
+            self._parser = make_parser(detected, regex=self._regex, columns=self._columns, logging_steps=self._every)
             self._parser.skipped_lines += self._pending_dropped
             segments, self._pending = self._pending, []
         out: list[Any] = []  # all GpuSample or all LogSample: one parser per tail
@@ -302,21 +304,23 @@ class SourceSummary(BaseModel):
 
 
 def read_source(path: str, *, fmt: str | None = None, regex: str | None = None, field: str = "path",
-                must_exist: bool = False) -> tuple[list[Any], SourceSummary]:
+                must_exist: bool = False, logging_steps: int | None = None) -> tuple[list[Any], SourceSummary]:
     """Every sample in ``path`` through :class:`LogTail`; a missing file is zero samples unless ``must_exist``.
 
     The unfinished last line of a growing file is left for the next call (it may be half-written).
     ``field`` names the argument in a refusal (a FIFO, a device, a folder outside ``--allow-path``).
     """
-    samples, summary, _ = read_source_look(path, fmt=fmt, regex=regex, field=field, must_exist=must_exist)
+    samples, summary, _ = read_source_look(path, fmt=fmt, regex=regex, field=field, must_exist=must_exist,
+                                           logging_steps=logging_steps)
     return samples, summary
 
 
 def read_source_look(path: str, *, fmt: str | None = None, regex: str | None = None, field: str = "path",
-                     must_exist: bool = False) -> tuple[list[Any], SourceSummary, Look | None]:
+                     must_exist: bool = False, logging_steps: int | None = None
+                     ) -> tuple[list[Any], SourceSummary, Look | None]:
     """:func:`read_source`, and the :class:`Look` it ended on (None: mid-line, still growing, or no file)."""
     samples: list[Any] = []
-    with LogTail(path, fmt=fmt, regex=regex, field=field, must_exist=must_exist) as tail:
+    with LogTail(path, fmt=fmt, regex=regex, field=field, must_exist=must_exist, logging_steps=logging_steps) as tail:
         while True:
             before = tail.offset_bytes
             update = tail.poll()

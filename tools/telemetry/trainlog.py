@@ -110,8 +110,12 @@ class RegexParser(LogParser):
         return self._emit(LogSample(**values))
 
 
-def make_log_parser(fmt: str, *, regex: str | None = None) -> LogParser:
-    """A fresh parser for ``fmt`` (one of :data:`LOG_FORMATS`); ``regex`` is required for ``"regex"``."""
+def make_log_parser(fmt: str, *, regex: str | None = None, logging_steps: int | None = None) -> LogParser:
+    """A fresh parser for ``fmt`` (one of :data:`LOG_FORMATS`); ``regex`` is required for ``"regex"``.
+
+    ``logging_steps``: the run's, when the caller knows it (an HF Trainer log without a progress bar
+    places its dicts with it as they arrive, :mod:`.trainlog_hf`); other formats print their steps.
+    """
     simple: dict[LogFormat, Callable[[str], LogSample | None]] = {
         "nanogpt": parse_nanogpt,
         "nanochat": parse_nanochat,
@@ -124,7 +128,7 @@ def make_log_parser(fmt: str, *, regex: str | None = None) -> LogParser:
     if fmt == "lightning":
         return LightningParser()
     if fmt == "hf_trainer":
-        return HfTrainerParser()
+        return HfTrainerParser(logging_steps=logging_steps)
     if fmt == "composer":
         return ComposerParser()
     stateful: dict[str, Callable[[], LogParser]] = {

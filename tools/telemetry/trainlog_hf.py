@@ -20,7 +20,11 @@ and each capture of ``../shared/fixtures/logs/wild/`` and ``tests/fixtures/logs/
   (``train_runtime`` x ``train_steps_per_second``, or a printed ``Total steps = 60``), and the dicts
   are placed by their epoch or, when every epoch prints as ``0.0`` (60 steps of 108,971 examples),
   by their count times ``logging_steps``. Until then they are held; a dict that nothing places keeps
-  ``step=None``.
+  ``step=None``. A live run would get no sample until it ends, so the caller may state ``logging_steps``
+  (``HfTrainerParser(logging_steps=10)``, recorded at launch): with no bar seen, the k-th training dict is
+  then step k x logging_steps as it arrives (an eval dict: the last training step), and the log's write
+  times time it (:mod:`.writetimes`). Wrong for ``logging_first_step=True`` (one extra dict at step 1)
+  and for a ratio ``logging_steps`` below 1; a printed ``logging_steps = N`` overrides the stated one.
 
 TRL's ``num_tokens`` is cumulative over all ranks: its difference between two dicts over their step
 difference is tokens per step, and over the bar's mean step time in between, a job-wide tokens/s.
@@ -53,6 +57,35 @@ _HF_BLOCK_LINE = re.compile(r"^\s*(\w+)\s*=\s*(\S.*?)\s*$")
 _TOTAL_STEPS = re.compile(r"\bTotal (?:optimization )?steps\s*=\s*([\d,]+)")
 _LOGGING_STEPS = re.compile(r"\blogging_steps\s*[=:]\s*(\d+)\b")
 _LABELLED_BAR = re.compile(r":\s*\d{1,3}%\|")
+# HfArgumentParser's --logging_steps / --logging-steps (a space or "="), and the keyword in Python code.
+_COMMAND_EVERY = re.compile(r"(?:--logging[_-]steps(?:\s*=\s*|\s+)|\blogging_steps\s*=\s*)['\"]?(\d+(?:\.\d*)?)\b")
+_COMMAND_STRATEGY = re.compile(r"logging[_-]strategy(?:\s*=\s*|\s+)['\"]?(\w+)")
+
+
+def logging_steps_in_command(command: str) -> int | None:
+    """The ``logging_steps`` a launch command line sets (the last one wins, as in argparse), or None.
+
+    A convenience, not a guarantee: it reads the text, not the program. A config file, an environment
+    variable or a default the program sets itself are not seen, and a ``logging_steps`` meant for
+    something else is taken. A ratio (below 1, a fraction of the total steps) or another
+    ``logging_strategy`` than steps gives None. State it at launch to be sure.
+
+    >>> logging_steps_in_command("python train.py --logging_steps 10 --max_steps 100")
+    10
+    >>> logging_steps_in_command("accelerate launch t.py --logging-steps=5")
+    5
+    >>> logging_steps_in_command('python -c "TrainingArguments(logging_steps=25)"')
+    25
+    >>> [logging_steps_in_command(c) for c in ("t.py --logging_steps 0.1", "t.py --logging_steps 5 "
+    ...                                        "--logging_strategy epoch", "t.py --max_steps 9")]
+    [None, None, None]
+    """
+    found = _COMMAND_EVERY.findall(command)
+    strategy = _COMMAND_STRATEGY.findall(command)
+    if not found or (strategy and strategy[-1].lower() != "steps"):
+        return None
+    value = float(found[-1])
+    return int(value) if value >= 1 and value.is_integer() else None
 
 
 class HfTrainerParser(LogParser):
@@ -65,7 +98,7 @@ class HfTrainerParser(LogParser):
 
     format = "hf_trainer"
 
-    def __init__(self) -> None:
+    def __init__(self, *, logging_steps: int | None = None) -> None:
         super().__init__()
         self._dict_buffer: str | None = None
         self._block: tuple[str, dict[str, str]] | None = None
@@ -77,7 +110,8 @@ class HfTrainerParser(LogParser):
         self._events: deque[int] = deque(maxlen=1024)  # stdout's buffer holds far fewer dicts
         self._pending: list[PendingDict] = []
         self._anchor: tuple[float, int, float] | None = None
-        self._logging_steps: int | None = None
+        self._logging_steps: int | None = logging_steps or None
+        self._stated = self._logging_steps is not None  # stated by the caller: place dicts without a total
         self._inferred_every: int | None = None
         self._last_train_step = 0
         self._step_times: dict[int, float] = {}
@@ -186,7 +220,7 @@ class HfTrainerParser(LogParser):
             return self._place(metrics, probe.step)
         if self._events:
             return self._place(metrics, self._events.popleft())
-        if self._train_total is None and self._logging_steps and self._printed_total:
+        if self._train_total is None and self._logging_steps and (self._printed_total or self._stated):
             step = self._last_train_step + (self._logging_steps if probe.kind == "train" else 0)
             return self._place(metrics, step)
         self._pending.append(PendingDict(metrics, probe))

@@ -36,12 +36,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from gpu_preflight.tools.common.nextstep import call
+
 from .models import LogSample, StepTimeSource
 from .tail import Look
 
 BUFFER_ADVICE = ("if its lines land in bursts it writes through a buffer: run python with -u (or set "
                  "PYTHONUNBUFFERED=1), or make its logging flush each line")
 SILENT_LOG_AFTER_S = 60.0
+
+
+def logging_steps_advice() -> str:
+    """What gives an HF Trainer log without a bar live step times: its dicts carry no step number."""
+    return (f"state the run's logging_steps at launch ({call('launch_run')}: --logging-steps N, or --logging_steps N "
+            "in its command) for live step times: its dict lines are then placed on steps as they arrive and timed "
+            "by the log's write times")
 """How long a running job may keep its log empty before the check says it may be block-buffered."""
 
 Span = tuple[int, int, float]
