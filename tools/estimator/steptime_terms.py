@@ -1,0 +1,208 @@
+"""A cold training step as compute plus the parts of a step that do not scale with tokens.
+
+Why: FLOPs / (peak x MFU) says how long the matmuls take. A step also runs the optimizer update,
+gradient clipping and (on several GPUs) the gradient all-reduce, and it pays a fixed cost for the
+data loader, Python and kernel launches. None of these grows with the batch, so they vanish in a
+4M-token pretraining step and dominate a small-batch fine-tune: a published full fine-tune of a 3B
+model on one 48 GB card with under 1,000 tokens per optimizer step ran at 0.36 s/step where FLOPs
+alone said 0.15 s (issue 18). The step is modelled as::
+
+    step_s = compute_s + optimizer_s + comm_s + fixed_s
+
+* ``optimizer_s``: HBM bytes the update, clipping and (fp16) unscaling move per trainable parameter,
+  times the parameters this GPU updates, over ``hbm_bw_gbps x HBM_ACHIEVED_FRACTION``. These are
+  element-wise kernels with no reuse, so bandwidth, not FLOPs, sets their time.
+* ``comm_s``: data-parallel collectives not hidden behind compute (see :func:`comm_time_s`).
+* ``fixed_s``: :data:`FIXED_STEP_S`.
+
+Each term is in the throughput result (``step_time_terms_s``) so a probe can be compared term by term.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from gpu_preflight.tools.estimator.catalogue import ResolvedGpu, lookup_gpu
+from gpu_preflight.tools.estimator.spec import TrainingSpec
+
+HBM_ACHIEVED_FRACTION = 0.8
+"""Streaming element-wise kernels reach about 80-90% of the datasheet DRAM bandwidth on A100/H100 and
+GDDR6X cards (STREAM-style copy/triad figures); the optimizer's kernels also walk many small tensors
+(norms, biases) in chunks, so the lower end is taken. Assumed, not measured in this project."""
+
+FIXED_STEP_S = 0.005
+"""Per optimizer step: fetching and collating the batch, the host-to-device copy, the scheduler and
+logging, and the launches of a few hundred optimizer kernels. A few ms on any stack (issue 18);
+5 ms is assumed. It is what keeps a tiny model's predicted step from shrinking to microseconds."""
+
+# Bytes of HBM traffic per trainable parameter for one optimizer update (reads + writes), with the
+# states and master weights in fp32 (4 B). Counted from the kernels each implementation launches:
+ADAMW_BYTES_FP32 = {
+    # torch AdamW foreach (torch.optim.adam._multi_tensor_adam, the default): p *= 1-lr*wd (r p, w p:
+    # 8), lerp m toward g (r m g, w m: 12), v *= b2 (8), v += (1-b2) g*g (r v g, w v: 12), tmp = sqrt(v)
+    # (r v, w tmp: 8), tmp /= bc2 (8), tmp += eps (8), p += -step * m / tmp (r p m tmp, w p: 16) = 80.
+    "foreach": 80.0,
+    # for-loop (single-tensor) AdamW runs the same ops per tensor: the same bytes, more launches.
+    "loop": 80.0,
+    # fused AdamW (torch fused=True, apex FusedAdam, DeepSpeed FusedAdam): one kernel reads p g m v
+    # (16) and writes p m v (12) = 28.
+    "fused": 28.0,
+}
+ADAM8BIT_BYTES_STATE = 1.0
+"""bitsandbytes 8-bit Adam: one fused kernel per tensor; m and v are 1 byte each (block absmax: noise)."""
+SGD_BYTES_FP32 = 32.0
+"""SGD with momentum (torch foreach): buf *= mu (8), buf += g (12), p += -lr buf (12) = 32."""
+ADAFACTOR_BYTES_FP32 = 60.0
+"""HF Adafactor (factored second moment, per-tensor loop): g*g + eps to a temporary, its row/column
+means, the rsqrt outer product into the update, update *= g, its RMS, clip, scale, p -= update: about
+15 full-size fp32 reads/writes = 60 B."""
+CLIP_PASSES = 3.0
+"""torch clip_grad_norm_ reads every gradient for the norm, then scales all of them in place (read +
+write) without checking the norm first (no host sync): 3 gradient-sized passes. HF Trainer, torchtitan
+and llm-foundry clip by default (max_grad_norm 1.0); it is assumed on."""
+FP16_UNSCALE_PASSES = 2.0
+"""fp16 loss scaling: GradScaler unscales every gradient in place (read + write) before the step."""
+ZERO_GRAD_PASSES = 1.0
+"""zero_grad(set_to_none=False) writes zeros over every gradient; set_to_none (torch >= 2.0) frees them."""
+
+
+def state_bytes(t: TrainingSpec) -> float:
+    """Bytes of one parameter, gradient or optimizer state as the optimizer sees it.
+
+    fp32 training and mixed precision with fp32 master weights update fp32 tensors (HF AMP keeps the
+    model itself in fp32; Megatron/FSDP keep an fp32 master copy); pure bf16/fp16 updates 2-byte ones.
+    """
+    return 4.0 if t.precision == "fp32" or t.master_weights_fp32 else 2.0
+
+
+def optimizer_bytes_per_param(t: TrainingSpec) -> float:
+    """HBM bytes moved per trainable parameter per optimizer step: update + clipping (+ unscale, zeroing).
+
+    >>> from gpu_preflight.tools.estimator.spec import TrainingSpec
+    >>> optimizer_bytes_per_param(TrainingSpec(seq_len=512, micro_batch=1))  # foreach AdamW, fp32 states
+    92.0
+    >>> optimizer_bytes_per_param(TrainingSpec(seq_len=512, micro_batch=1, optimizer_impl="fused",
+    ...                                        master_weights_fp32=False))  # fused, pure bf16
+    20.0
+    """
+    b = state_bytes(t)
+    scale = b / 4.0
+    if t.optimizer == "adamw":
+        update = ADAMW_BYTES_FP32[t.optimizer_impl] * scale
+    elif t.optimizer == "adamw_8bit":
+        update = 3 * b + 4 * ADAM8BIT_BYTES_STATE  # reads p g m v, writes p m v
+    elif t.optimizer == "sgd":
+        update = SGD_BYTES_FP32 * scale
+    else:  # adafactor
+        update = ADAFACTOR_BYTES_FP32 * scale
+    grad_passes = CLIP_PASSES + (FP16_UNSCALE_PASSES if t.precision == "fp16" else 0.0)
+    grad_passes += 0.0 if t.zero_grad_set_to_none else ZERO_GRAD_PASSES
+    return update + grad_passes * b
+
+
+def optimizer_time_s(t: TrainingSpec, gpu: ResolvedGpu, params_trainable: int) -> float:
+    """Seconds one GPU spends in the memory-bound optimizer work of one step.
+
+    Sharded optimizers (ZeRO-1/2/3, FSDP) update ``1/num_gpus`` of the parameters on each GPU; DDP
+    updates all of them everywhere. An optimizer offloaded to the CPU does not touch HBM: 0 here (its
+    CPU time is not modelled).
+    """
+    if t.offload != "none":
+        return 0.0
+    params = params_trainable / t.num_gpus if t.sharding_resolved not in ("none", "ddp") else params_trainable
+    return params * optimizer_bytes_per_param(t) / (gpu.hbm_bw_gbps * 1e9 * HBM_ACHIEVED_FRACTION)
+
+
+PCIE_GBPS_PER_DIRECTION = {3: 15.75, 4: 31.5, 5: 63.0}
+"""PCIe x16 payload bandwidth per direction by generation, GB/s."""
+NVLINK_ACHIEVED_FRACTION = 0.8
+"""NCCL all-reduce bus bandwidth reaches about 80% of NVLink's per-direction figure on 8-GPU SXM
+boards (nccl-tests on DGX A100/H100: ~230-240 of 300 GB/s, ~360-380 of 450 GB/s)."""
+PCIE_ACHIEVED_FRACTION = 0.6
+"""Over PCIe NCCL shares the root complex and, on GeForce cards without peer-to-peer, bounces through
+host memory; 0.6 of the link's per-direction figure is assumed."""
+GPUS_PER_NODE = 8
+"""Above this many GPUs the run spans nodes, and the inter-node fabric (InfiniBand, RoCE, Ethernet) is
+not in the spec or the catalogue: the collectives are then assumed hidden (comm 0, said in the notes).
+The cold MFU priors were fitted on tuned multi-node runs (torchtitan, llm-foundry, Llama 2, Megatron)
+whose measured rates already include their communication; charging it again made them 5-20% slow."""
+EXPOSED_COMM_FRACTION = 0.05
+"""Share of a collective that no schedule hides on a known link: the first all-gather before the forward
+and the last gradient bucket after the backward (assumed)."""
+
+
+def link_gbps(gpu: ResolvedGpu, num_gpus: int) -> tuple[float | None, str]:
+    """Achieved collective bandwidth per GPU per direction (GB/s), or None where it is unknown."""
+    if num_gpus > GPUS_PER_NODE:
+        return None, "multi-node, fabric unknown: assumed hidden"
+    row = lookup_gpu(gpu.name) if gpu.tflops_source == "catalogue" else None
+    interconnect = (row.interconnect or "") if row else ""
+    if row and row.nvlink_gbps and "bridge" not in interconnect.lower():
+        return row.nvlink_gbps / 2 * NVLINK_ACHIEVED_FRACTION, f"NVLink {row.nvlink_gbps / 2:g} GB/s/direction"
+    gen = row.pcie_gen if row and row.pcie_gen in PCIE_GBPS_PER_DIRECTION else 4
+    assumed = "" if row and row.pcie_gen else " (assumed)"
+    return PCIE_GBPS_PER_DIRECTION[gen] * PCIE_ACHIEVED_FRACTION, f"PCIe Gen{gen}{assumed}"
+
+
+def comm_time_s(t: TrainingSpec, gpu: ResolvedGpu, params_total: int, params_trainable: int,
+                compute_s: float) -> tuple[float, str]:
+    """Seconds per step of data-parallel communication that compute does not hide, and the link used.
+
+    Bytes each GPU sends, with ring collectives (``f = (n-1)/n``):
+
+    * DDP: one gradient all-reduce per step (``no_sync`` while accumulating), ``2 f x grad bytes``; it
+      overlaps the last micro-batch's backward (2/3 of its compute).
+    * ZeRO-1/2: reduce-scatter of gradients plus all-gather of updated parameters, the same volume.
+    * ZeRO-3/FSDP: every micro-batch all-gathers the weights for the forward and again for the backward
+      and reduce-scatters the gradients, ``f x (2 x weight bytes x all params + grad bytes x trainable)``
+      (a LoRA run still gathers its frozen weights); it overlaps that micro-batch's compute.
+
+    Exposed time is ``max(EXPOSED_COMM_FRACTION x comm, comm - overlap)``; 0 across nodes (see
+    :data:`GPUS_PER_NODE`). Weights travel in the compute dtype (2 B, fp32: 4 B) and gradients in the
+    optimizer's (:func:`state_bytes`).
+    """
+    n = t.num_gpus
+    if n == 1:
+        return 0.0, "single GPU"
+    bw, link = link_gbps(gpu, n)
+    if bw is None:
+        return 0.0, link
+    f = (n - 1) / n
+    grad_b = state_bytes(t)
+    weight_b = 4.0 if t.precision == "fp32" else 2.0
+    per_micro = compute_s / t.grad_accum
+    sharding = t.sharding_resolved
+    if sharding in ("zero3", "fsdp"):
+        volume = f * (2 * weight_b * params_total + grad_b * params_trainable)
+        syncs, overlap = t.grad_accum, per_micro
+    elif sharding in ("zero1", "zero2"):
+        volume, syncs, overlap = f * (grad_b + weight_b) * params_trainable, 1, per_micro * 2 / 3
+    else:
+        volume, syncs, overlap = 2 * f * grad_b * params_trainable, 1, per_micro * 2 / 3
+    comm = volume / (bw * 1e9)
+    return syncs * max(EXPOSED_COMM_FRACTION * comm, comm - overlap), link
+
+
+class StepTimeTerms(BaseModel):
+    """Seconds per optimizer step, by cause (cold estimates; the sum is ``step_time_s``)."""
+
+    compute: float = Field(description="Matmul FLOPs / (peak x MFU), with the checkpointing/QLoRA factors.")
+    optimizer: float = Field(description="Optimizer update + gradient clipping over HBM bandwidth.")
+    comm: float = Field(description="Data-parallel collectives not hidden behind compute.")
+    fixed: float = Field(description="Data loader, Python and launch overhead per step.")
+
+
+def step_time_terms(t: TrainingSpec, gpu: ResolvedGpu, params_total: int, params_trainable: int,
+                    compute_s: float) -> tuple[StepTimeTerms, float, str]:
+    """The four terms of a cold step (kept to the microsecond), their exact sum in seconds, and a one-line
+    note naming the bytes and the link used."""
+    opt = optimizer_time_s(t, gpu, params_trainable)
+    comm, link = comm_time_s(t, gpu, params_total, params_trainable, compute_s)
+    terms = StepTimeTerms(compute=round(compute_s, 6), optimizer=round(opt, 6), comm=round(comm, 6),
+                          fixed=FIXED_STEP_S)
+    impl = f"/{t.optimizer_impl}" if t.optimizer == "adamw" else ""
+    opt_note = ("optimizer offloaded to CPU (not modelled)" if t.offload != "none" else
+                f"{t.optimizer}{impl} {optimizer_bytes_per_param(t):g} B/param at "
+                f"{HBM_ACHIEVED_FRACTION:g} x {gpu.hbm_bw_gbps:g} GB/s")
+    note = f"step terms: {opt_note}; comm {link}; fixed {FIXED_STEP_S * 1000:g} ms"
+    return terms, compute_s + opt + comm + FIXED_STEP_S, note
