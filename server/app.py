@@ -36,6 +36,7 @@ CAPABILITY_MODULES = (
     "gpu_preflight.server.mcp.checklist",
     "gpu_preflight.server.mcp.dispatch",
     "gpu_preflight.server.mcp.telemetry",
+    "gpu_preflight.server.mcp.hosts",
 )
 
 

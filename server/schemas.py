@@ -221,10 +221,9 @@ def default_in_description(properties: dict[str, Any]) -> None:
 
 
 SPEC_FIELDS = (
-    "Run spec (as in a spec file): model (preset name | hf_config path | params_total + shape), training "
-    "(method full|lora|qlora, lora_rank, precision, optimizer, seq_len, micro_batch, grad_accum, num_gpus, sharding, "
-    "activation_checkpointing, offload, ...), target (target_tokens | target_steps | epochs+dataset_tokens), "
-    "overheads?, baseline?. All fields: preflight://schema/run-spec."
+    "Run spec: model (preset | hf_config path | params_total + shape), training (method full|lora|qlora, "
+    "lora_rank, precision, seq_len, micro_batch, grad_accum, num_gpus, sharding, ...), target "
+    "(target_tokens | target_steps | epochs+dataset_tokens), overheads?. All: preflight://schema/run-spec."
 )
 SPEC_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -11,7 +11,7 @@ from mcp import Client
 
 from gpu_preflight.server.app import create_server
 
-pytest_plugins = ["realapps.fixtures"]  # the real agent TUIs: tmux_socket, harness
+pytest_plugins = ["realapps.fixtures", "sshd"]  # the real agent TUIs: tmux_socket, harness; a real sshd
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "gpu_preflight.server.cli.checklist",
     "gpu_preflight.server.cli.dispatch",
     "gpu_preflight.server.cli.telemetry",
+    "gpu_preflight.server.cli.hosts",
 )
 
 

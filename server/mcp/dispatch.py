@@ -88,8 +88,8 @@ def register(mcp: MCPServer) -> None:
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, DispatchResult]:
-        """Send a command (shell) or agent prompt (tui) into a tmux pane and prove it started; tui: on_busy
-        says what to do while the agent works."""
+        """Send a shell command or agent prompt (tui) into a tmux pane, proven started; on_busy: what to do
+        while the agent works."""
         await ctx.report_progress(0, 1, f"dispatching to {target}")
         with tool_errors():
             d = await anyio.to_thread.run_sync(
@@ -132,8 +132,7 @@ def register(mcp: MCPServer) -> None:
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, Heartbeat]:
-        """Run (run_id) or pane (target) state, with evidence; agent panes: idle/working/waiting_for_input
-        (dialog)/exited."""
+        """Run (run_id) or pane (target) state with evidence; agents: idle/working/waiting_for_input/exited."""
         with tool_errors():
             hb = heartbeat(run_id, target, socket_name=socket_name, socket_path=socket_path)
         return result(hb, f"**{hb.state}**: {hb.reason}")

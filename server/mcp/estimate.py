@@ -48,8 +48,8 @@ def register(mcp: MCPServer) -> None:
     def estimate_memory(
         spec: SpecArg, gpu: GpuArg, checklist_id: ChecklistArg = None
     ) -> Annotated[CallToolResult, MemoryAnswer]:
-        """VRAM, host RAM, disk and network fit (playbook 1.1-1.3): peak_gb, the playbook's required_gb,
-        verdict, breakdown, advice."""
+        """VRAM, host RAM, disk and network fit (playbook 1.1-1.3): peak_gb, required_gb, verdict, breakdown,
+        advice."""
         with tool_errors():
             e = estimate_run(spec, gpu)
             _attach(checklist_id, spec, e, "estimate_memory")
@@ -64,8 +64,7 @@ def register(mcp: MCPServer) -> None:
 
     @mcp.tool(annotations=READ_ONLY)
     def estimate_throughput(spec: SpecArg, gpu: GpuArg) -> Annotated[CallToolResult, ThroughputAnswer]:
-        """Predicted tokens/s (opt/base/pess): baseline-scaled if the spec has a baseline, else cold (low
-        confidence)."""
+        """Predicted tokens/s (opt/base/pess): scaled from the spec's baseline, else cold (low confidence)."""
         with tool_errors():
             e = estimate_run(spec, gpu)
         tp = e.throughput
@@ -79,8 +78,8 @@ def register(mcp: MCPServer) -> None:
         spec: FullSpecArg, gpu: GpuArg, dph_total_usd: PriceArg = None, checklist_id: ChecklistArg = None,
         detail: DetailArg = "summary",
     ) -> Annotated[CallToolResult, EstimateRunAnswer]:
-        """Everything for a spec on a GPU: memory fit, throughput, time/cost (opt/base/pess), tax, menu,
-        10-minute gates. With checklist_id it fills the pre-estimate items."""
+        """A spec on a GPU: memory fit, throughput, time/cost (opt/base/pess), tax, menu, 10-minute gates;
+        checklist_id fills the pre-estimate."""
         from gpu_preflight.tools.estimator.render import estimate_markdown
 
         with tool_errors():

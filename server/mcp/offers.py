@@ -52,8 +52,8 @@ def register(mcp: MCPServer) -> None:
         checklist_id: ChecklistArg = None,
         detail: DetailArg = "summary",
     ) -> Annotated[CallToolResult, PlanAnswer]:
-        """The playbook's option table over real offers (file, live, or bundled): ranked rows with
-        time/cost opt/base/pess, tax, effort, risks; `rejected` with reasons; a recommendation."""
+        """Option table over real offers (file, live or bundled): ranked rows (time/cost opt/base/pess, tax,
+        effort, risks), `rejected` with reasons, a pick."""
         with tool_errors():
             run = parse_spec(spec)
             if live_query:
@@ -77,7 +77,7 @@ def register(mcp: MCPServer) -> None:
                                                   description="Disk to price a live search for, GB.")] = None,
         limit: Annotated[int, Field(ge=1, le=500)] = 64,
     ) -> Annotated[CallToolResult, OffersAnswer]:
-        """Vast offers normalized (GB per GPU, Mbit/s, $/h incl. storage), live or recorded; skipped records."""
+        """Vast offers normalized (GB/GPU, Mbit/s, $/h with storage), live or recorded; skipped ones."""
         with tool_errors():
             found = await anyio.to_thread.run_sync(
                 lambda: offers_for(None, offers_file=offers_file, live_query=live_query, storage_gb=storage_gb,
