@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from gpu_preflight.tools.dispatch import procfs
+from gpu_preflight.tools.dispatch.heartbeat_model import Heartbeat
 from gpu_preflight.tools.dispatch.paneinfo import PaneInfo, fetch_pane, list_panes
 from gpu_preflight.tools.dispatch.screen import unstyle_lines
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, TmuxError
@@ -203,3 +204,11 @@ def job_lines(screen: list[str], job_id: str | None) -> list[str]:
             continue
         kept.append(screen[i])
     return kept
+
+
+def end_fields(hb: Heartbeat, lines: list[str]) -> None:
+    """``last_error_line`` and ``end_class`` of an ended run from its log tail or screen lines."""
+    found = last_error(lines)
+    if found is not None and (hb.exit_code not in (None, 0) or hb.signal is not None or hb.state == "hung"):
+        hb.last_error_line = found[1]
+    hb.end_class = end_class(hb.exit_code, hb.signal, found[0] if found else None)

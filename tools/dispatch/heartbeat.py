@@ -6,7 +6,8 @@ A pane that runs an agent TUI (Claude Code, Codex, Gemini CLI) is read from its 
 
 Why one call with evidence: an agent that cannot tell "training is running" from "the shell is
 idle and the job died an hour ago" keeps paying for a GPU that does nothing. Exit codes come from
-the job wrapper's record first (tmux 3.3a loses them), tmux's dead status second. "Hung" needs all
+the job wrapper's record first (tmux 3.3a loses them), tmux's dead status second; a shell back at its
+prompt reports our last job's code only while no later command ran there (:mod:`.pane_jobs`). "Hung" needs all
 three signs at once: no output, no CPU in a short sample, no log write, for ``hang_after_s``.
 
 Why the threshold follows the run: a fixed 300 s lets a run of 0.5 s steps sit hung for 600 steps'
@@ -28,8 +29,6 @@ import threading
 import time
 from typing import Literal
 
-from pydantic import BaseModel, Field
-
 from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch import procfs
 from gpu_preflight.tools.dispatch.agentbeat import (
@@ -43,65 +42,30 @@ from gpu_preflight.tools.dispatch.audit import last_agent_prompt
 from gpu_preflight.tools.dispatch.hbscan import (
     LOG_TAIL_BYTES,
     Scan,
-    end_class,
+    end_fields,
     job_lines,
     last_error,
     read_log,
     scan,
     settle_dead_status,
 )
+from gpu_preflight.tools.dispatch.heartbeat_model import Heartbeat as Heartbeat
+from gpu_preflight.tools.dispatch.heartbeat_model import HeartbeatReport as HeartbeatReport
+from gpu_preflight.tools.dispatch.heartbeat_model import HeartbeatState as HeartbeatState
 from gpu_preflight.tools.dispatch.models import tail_lines
+from gpu_preflight.tools.dispatch.pane_jobs import fill_last_job, latest_shell_jobs
 from gpu_preflight.tools.dispatch.paneinfo import PaneInfo
 from gpu_preflight.tools.dispatch.runs import RunRecord, get_run, list_runs
 from gpu_preflight.tools.dispatch.shell_job import JobRecord, read_job
 from gpu_preflight.tools.dispatch.target import make_tmux, resolve_pane_id
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux
-from gpu_preflight.tools.telemetry.probecap import ProbeCap, tail_cap
+from gpu_preflight.tools.telemetry.probecap import tail_cap
 
-HeartbeatState = Literal["running", "idle_at_prompt", "exited", "hung", "waiting_for_input", "pane_gone", "idle",
-                         "working"]
 DEFAULT_HANG_AFTER_S = 300.0
 """The threshold when the run shows no step time (and the most a step-relative one starts from)."""
 HANG_STEPS = 5.0
 HANG_FLOOR_S = 60.0
 DEFAULT_CPU_SAMPLE_S = 0.1
-
-
-class Heartbeat(BaseModel):
-    """The state of one pane or run, with the evidence behind it."""
-
-    state: HeartbeatState
-    reason: str
-    pane_id: str | None = None
-    target: str | None = Field(default=None, description="session:window.pane when last seen")
-    run_id: str | None = None
-    job_id: str | None = None
-    current_command: str | None = None
-    agent: str | None = Field(default=None, description="agent TUI profile read from the screen (claude, codex, ...)")
-    dialog: str | None = Field(default=None, description="waiting_for_input on an agent: the dialog's title")
-    exit_code: int | None = None
-    signal: int | None = Field(default=None, description="signal number when the process was killed by one")
-    seconds_since_output_s: float | None = Field(default=None, description="window activity, 1 s resolution")
-    last_output_line: str | None = None
-    last_log_line: str | None = None
-    log_size_bytes: int | None = None
-    log_growth_bytes: int | None = Field(default=None, description="since this process's previous heartbeat")
-    seconds_since_log_write_s: float | None = None
-    process_tree_cpu_s: float | None = Field(default=None, description="total CPU of the process tree")
-    cpu_sample_busy: bool | None = Field(default=None, description="the tree used CPU during the short sample")
-    elapsed_s: float | None = Field(default=None, description="run: since its start record (to its exit)")
-    last_error_line: str | None = Field(default=None, description="ended or hung: the latest error line seen")
-    end_class: str | None = Field(default=None, description="ok, oom, nccl, killed, interrupted or error")
-    probe_cap: ProbeCap | None = Field(default=None, description="a probe run: its cap, and whether it is reached")
-    evidence: list[str] = Field(default_factory=list)
-
-
-class HeartbeatReport(BaseModel):
-    """``heartbeat_all``: one entry per pane or run, and what the sweep cost."""
-
-    heartbeats: list[Heartbeat]
-    scan_ms: float
-    pane_count: int
 
 
 _LOG_SEEN: dict[str, int] = {}
@@ -115,15 +79,20 @@ def _log_growth(path: str, size: int) -> int | None:
     return None if previous is None else size - previous
 
 
-def _exit_fields(job: JobRecord | None, pane: PaneInfo | None) -> tuple[int | None, int | None, str]:
+def _exit_fields(hb: Heartbeat, job: JobRecord | None, pane: PaneInfo | None) -> str:
+    """Fill ``exit_code``, ``signal`` and ``exit_source`` of an ended run or dead pane; return the source in words."""
     if job is not None and job.exited:
-        return job.exit_code, job.signal, "the job wrapper's exit record"
+        hb.exit_code, hb.signal, hb.exit_source = job.exit_code, job.signal, "exit_record"
+        hb.job_ended_at_epoch_s = job.ended_at_epoch_s
+        return "the job wrapper's exit record"
     if pane is not None and pane.job_done_exit_code is not None and pane.dead:
         code = pane.job_done_exit_code
-        return code, (code - 128 if 128 < code <= 192 else None), "the wrapper's @pf_job pane option"
+        hb.exit_code, hb.signal, hb.exit_source = code, (code - 128 if 128 < code <= 192 else None), "pane_option"
+        return "the wrapper's @pf_job pane option"
     if pane is not None and (pane.dead_status is not None or pane.dead_signal is not None):
-        return pane.dead_status, pane.dead_signal, "tmux pane_dead_status/pane_dead_signal"
-    return None, None, "no exit status recorded (tmux 3.3a can lose it)"
+        hb.exit_code, hb.signal, hb.exit_source = pane.dead_status, pane.dead_signal, "tmux_dead_status"
+        return "tmux pane_dead_status/pane_dead_signal"
+    return "no exit status recorded (tmux 3.3a can lose it)"
 
 
 Pending = tuple[Heartbeat, int | None, AgentLook | None]
@@ -175,14 +144,6 @@ def hang_for(hang_after_s: float | None, text: str, fmt: str | None = None, rege
     return Hang(round(after, 1), f"{HANG_STEPS:g} x the {step:.3g} s median step of the last {count} records{floor}")
 
 
-def _end_fields(hb: Heartbeat, lines: list[str]) -> None:
-    """``last_error_line`` and ``end_class`` of an ended run from its log tail or screen lines."""
-    found = last_error(lines)
-    if found is not None and (hb.exit_code not in (None, 0) or hb.signal is not None or hb.state == "hung"):
-        hb.last_error_line = found[1]
-    hb.end_class = end_class(hb.exit_code, hb.signal, found[0] if found else None)
-
-
 def _classify(hb: Heartbeat, pane: PaneInfo, snap: Scan, run: RunRecord | None, job: JobRecord | None,
               hang_after_s: float | None, log_lines: list[str], log_text: str) -> tuple[Pending, Hang | None]:
     """Fill ``hb`` from the snapshot; says what still needs a second sample (and the hang threshold)."""
@@ -197,9 +158,9 @@ def _classify(hb: Heartbeat, pane: PaneInfo, snap: Scan, run: RunRecord | None, 
     hb.evidence = tail_lines(mine, 4)
     ended_lines = log_lines + mine if log_lines else mine
     if (job is not None and job.exited) or pane.dead:
-        hb.exit_code, hb.signal, source = _exit_fields(job, pane)
+        source = _exit_fields(hb, job, pane)
         hb.state, hb.reason = "exited", f"exited ({source})"
-        _end_fields(hb, ended_lines)
+        end_fields(hb, ended_lines)
         return (hb, None, None), None
     profile = None if pane.shell_in_foreground else agent_profile(pane, snap.stats)
     if profile is not None:
@@ -207,11 +168,12 @@ def _classify(hb: Heartbeat, pane: PaneInfo, snap: Scan, run: RunRecord | None, 
     if pane.shell_in_foreground:
         hb.state = "idle_at_prompt"
         hb.exit_code = pane.job_done_exit_code
+        hb.exit_source = "pane_option" if hb.exit_code is not None else None
         hb.reason = "the shell is at its prompt" + (
             "; the run's job never started" if run is not None and job is not None and not job.started else ""
         )
         if hb.exit_code is not None and (hb.job_id or run is not None):
-            _end_fields(hb, ended_lines)
+            end_fields(hb, ended_lines)
         return (hb, None, None), None
     root = job.pid if job is not None and job.pid and procfs.alive(job.pid) else pane.pane_pid
     tree = procfs.descendants(root, snap.stats)
@@ -295,9 +257,9 @@ def _run_heartbeat(run: RunRecord, snap: Scan, tmux: Tmux, hang_after_s: float |
     pane = snap.panes.get(run.pane_id or "")
     if pane is None:
         if job is not None and job.exited:
-            hb.exit_code, hb.signal, source = _exit_fields(job, None)
+            source = _exit_fields(hb, job, None)
             hb.state, hb.reason = "exited", f"exited ({source}); the pane is gone"
-            _end_fields(hb, lines)
+            end_fields(hb, lines)
         else:
             hb.reason = "the run's pane no longer exists"
         return hb, None, None
@@ -306,7 +268,8 @@ def _run_heartbeat(run: RunRecord, snap: Scan, tmux: Tmux, hang_after_s: float |
     return _checked(pending, hang, lines + job_lines(snap.screens.get(pane.pane_id, []), hb.job_id))
 
 
-def _pane_heartbeat(pane: PaneInfo, snap: Scan, tmux: Tmux, hang_after_s: float | None) -> Checked:
+def _pane_heartbeat(pane: PaneInfo, snap: Scan, tmux: Tmux, hang_after_s: float | None,
+                    audit_jobs: dict[str, str]) -> Checked:
     hb = Heartbeat(state="running", reason="", pane_id=pane.pane_id, target=pane.target_name,
                    current_command=pane.current_command)
     job_id = pane.job_record.split(":")[0] if pane.job_record else None
@@ -321,7 +284,10 @@ def _pane_heartbeat(pane: PaneInfo, snap: Scan, tmux: Tmux, hang_after_s: float 
             hb.state = "exited"
             hb.reason = (f"the agent TUI that took our last prompt here (audit #{prompt[0]}, {prompt[1]}) has exited: "
                          "the shell is back at its prompt")
-    return _checked(pending, hang, job_lines(snap.screens.get(pane.pane_id, []), job_id))
+    screen = snap.screens.get(pane.pane_id, [])
+    if hb.state == "idle_at_prompt":
+        fill_last_job(hb, pane, screen, audit_jobs.get(pane.pane_id))
+    return _checked(pending, hang, job_lines(screen, hb.job_id))
 
 
 def _check_times(hang_after_s: float | None, cpu_sample_s: float) -> None:
@@ -334,6 +300,11 @@ def heartbeat(run_id: str | None = None, target: str | None = None, *, socket_na
               socket_path: str | None = None, hang_after_s: float | None = None,
               cpu_sample_s: float = DEFAULT_CPU_SAMPLE_S, agent_sample_s: float = AGENT_SAMPLE_S) -> Heartbeat:
     """The state of one run (by ``run_id``) or one pane (by ``target``), with evidence.
+
+    A shell pane at its prompt carries the exit of the last job we dispatched there, with ``job_id``,
+    ``job_ended_at_epoch_s`` and ``exit_source``: ``exit_record`` when nothing ran at the prompt since,
+    ``exit_record_unverified`` when that cannot be told (the caller judges by the end time), no code once
+    a later command ran (:mod:`.pane_jobs`).
 
     ``hang_after_s`` None: :data:`HANG_STEPS` median steps of the run's own output, at least
     :data:`HANG_FLOOR_S`, :data:`DEFAULT_HANG_AFTER_S` when it shows no step time.
@@ -354,7 +325,8 @@ def heartbeat(run_id: str | None = None, target: str | None = None, *, socket_na
         pane = snap.panes.get(pane_id or "")
         if pane is None:
             return Heartbeat(state="pane_gone", reason="no such pane on this tmux server", target=target)
-        hb, candidate, look = _pane_heartbeat(pane, snap, tmux, hang_after_s)
+        hb, candidate, look = _pane_heartbeat(pane, snap, tmux, hang_after_s,
+                                              latest_shell_jobs(tmux.key, pane.pane_id))
     _sample_cpu([candidate] if candidate else [], snap.stats, cpu_sample_s)
     sample_agents(tmux, [look] if look else [], agent_sample_s)
     return hb
@@ -377,7 +349,8 @@ def heartbeat_all(*, socket_name: str | None = None, socket_path: str | None = N
         tmux = make_tmux(socket_name, socket_path)
         snap = scan(tmux)
         stats, pane_count = snap.stats, len(snap.panes)
-        results = [_pane_heartbeat(pane, snap, tmux, hang_after_s) for pane in snap.panes.values()]
+        jobs = latest_shell_jobs(tmux.key)
+        results = [_pane_heartbeat(pane, snap, tmux, hang_after_s, jobs) for pane in snap.panes.values()]
         looks[(socket_name, socket_path)] = (tmux, [look for _, _, look in results if look])
     else:
         by_server: dict[tuple[str | None, str | None], list[RunRecord]] = {}

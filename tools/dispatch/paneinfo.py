@@ -20,7 +20,7 @@ _FIELDS = (
     "pane_id", "pane_pid", "pane_current_command", "pane_dead", "pane_dead_status", "pane_dead_signal",
     "pane_in_mode", "pane_mode", "pane_input_off", "pane_synchronized", "pane_tty", "cursor_x", "cursor_y",
     "pane_width", "pane_height", "window_activity", "bracket_paste_flag", "session_name", "window_index",
-    "pane_index", JOB_OPTION,
+    "pane_index", JOB_OPTION, "history_size", "history_limit",
 )
 PANE_FORMAT = SEP.join("#{" + name + "}" for name in _FIELDS)
 
@@ -50,6 +50,8 @@ class PaneInfo(BaseModel):
     foreground_pgid: int | None = Field(description="the terminal's foreground process group (/proc tpgid)")
     foreground_children: int = Field(default=0, description="children of the pane's process in that group")
     shell_runs_script: bool = Field(default=False, description="the pane's shell was started with -c or a script")
+    history_size: int = Field(default=0, description="lines scrolled into the pane's history")
+    history_limit: int = Field(default=0, description="tmux's history-limit of the pane")
 
     @property
     def shell_in_foreground(self) -> bool:
@@ -114,6 +116,8 @@ def parse_pane_line(line: str, stats: dict[int, procfs.ProcStat] | None = None) 
         foreground_pgid=tpgid,
         foreground_children=procfs.foreground_children(pane_pid, tpgid, stats) if tpgid == pane_pid else 0,
         shell_runs_script=tpgid == pane_pid and procfs.runs_script(pane_pid),
+        history_size=_int_or_none(row["history_size"]) or 0,
+        history_limit=_int_or_none(row["history_limit"]) or 0,
     )
 
 

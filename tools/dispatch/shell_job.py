@@ -5,8 +5,8 @@ Why a job file: the command is written to ``<state>/jobs/<id>.sh`` and the pane 
 control characters, the 16 KB argv limit and the 4095-byte tty line limit stop mattering.
 
 Why a wrapper: tmux 3.3a loses exit statuses (28 of 40 sequential exits had none) and a prompt
-gives no proof that a command started. The wrapper writes ``<id>.start`` (pid, time) before running
-the job and ``<id>.exit`` (code, time) after, sets the pane option ``@pf_job`` with
+gives no proof that a command started. The wrapper writes ``<id>.start`` (pid, time, its shell's pid) before running
+the job and ``<id>.exit`` (code, time, the pane's cursor line) after, sets the pane option ``@pf_job`` with
 ``-t "$TMUX_PANE"`` (without ``-t`` tmux picks the session's *active* pane, not ours) and signals
 ``tmux wait-for`` channels ``pf_st_<id>`` / ``pf_dn_<id>``. The start record is the confirmation.
 """
@@ -26,19 +26,22 @@ from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, stop_waiter
 
 WRAPPER_NAME = "pf-job"
 WRAPPER_SCRIPT = """\
-# gpu-preflight job wrapper (v1): records start, runs the job file, records the exit code.
+# gpu-preflight job wrapper (v2): records start, runs the job file, records the exit code.
 id=$1
 d=${0%/*}
 now() { printf '%s' "${EPOCHREALTIME:-$(date +%s.%N)}"; }
 trap ':' INT QUIT  # a Ctrl-C kills the job, not the wrapper: the exit record still gets written
-printf '%s %s\\n' "$$" "$(now)" > "$d/$id.start"
+printf '%s %s %s\\n' "$$" "$(now)" "$PPID" > "$d/$id.start"  # + the shell that ran us
 if [ -n "$TMUX_PANE" ]; then
   tmux set-option -p -t "$TMUX_PANE" @pf_job "$id:run:$$" 2>/dev/null
   tmux wait-for -S "pf_st_$id" 2>/dev/null
 fi
 bash "$d/$id.sh"
 rc=$?
-printf '%s %s\\n' "$rc" "$(now)" > "$d/$id.exit"
+pos=  # where the shell will print its next prompt: a later command moves it (see pane_jobs)
+at='#{history_size} #{cursor_y} #{cursor_x}'
+[ -n "$TMUX_PANE" ] && pos=$(tmux display-message -p -t "$TMUX_PANE" "$at" 2>/dev/null)
+printf '%s %s %s\\n' "$rc" "$(now)" "$pos" > "$d/$id.exit"
 if [ -n "$TMUX_PANE" ]; then
   tmux set-option -p -t "$TMUX_PANE" @pf_job "$id:done:$rc" 2>/dev/null
   tmux wait-for -S "pf_dn_$id" 2>/dev/null
