@@ -107,7 +107,8 @@ ESTIMATE_KEEP: Keep = {
         "disk": keys("required_gb", "disk_gb", "verdict"),
         "network": keys("download_gb", "download_hours", "dominates_setup"),
     },
-    "throughput": keys("method", "confidence", "tokens_per_s", "step_time_s", "mfu_assumed"),  # notes: in warnings
+    "throughput": keys("method", "confidence", "tokens_per_s", "step_time_s", "mfu_assumed",
+                   "mfu_prior_source"),  # notes: in warnings
     "time_hours": None,
     "cost_usd": None,
     "setup_debug_tax": None,

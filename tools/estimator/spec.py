@@ -17,11 +17,20 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
 from gpu_preflight.tools.common.files import read_text_file
 from gpu_preflight.tools.common.limits import loads_json, loads_toml
+from gpu_preflight.tools.estimator.frameworks import fill_defaults
 
 Method = Literal["full", "lora", "qlora"]
 Precision = Literal["bf16", "fp16", "fp32"]
@@ -31,6 +40,10 @@ Sharding = Literal["none", "ddp", "zero1", "zero2", "zero3", "fsdp"]
 Attention = Literal["sdpa", "flash", "eager"]
 Tuning = Literal["untuned", "normal", "well_tuned"]
 StackChange = Literal["none", "runtime", "major"]
+Framework = Literal["hf_trainer", "trl", "peft", "axolotl", "unsloth", "torchtune", "llama_factory", "litgpt",
+                    "lightning", "llm_foundry", "torchtitan", "megatron_lm", "nemo", "deepspeed", "nanogpt",
+                    "custom", "other"]
+"""One value per row of ``data/frameworks.toml``, plus ``custom``/``other`` (no row; tests keep them in step)."""
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -104,10 +117,35 @@ class TrainingSpec(_Strict):
     zero_grad_set_to_none: bool = Field(
         default=True, description="torch>=2.0 frees gradients between steps; False keeps them through the forward."
     )
+    framework: Framework | None = Field(
+        default=None,
+        description="The training stack (nanogpt: also nanochat, modded-nanogpt; llm_foundry: Composer). Sets the "
+        "cold MFU class (unless tuning/mfu is given) and the memory fields it defaults (optimizer_impl, "
+        "activation_checkpointing, loss, attention) that the spec leaves out; custom/other: generic, with a warning.",
+    )
     tuning: Tuning = Field(
-        default="normal", description="Picks the cold MFU: untuned 0.20, normal 0.30, well_tuned 0.40."
+        default="normal",
+        description="Picks the cold MFU: untuned 0.20, normal 0.30, well_tuned 0.40; given, beats framework.",
     )
     mfu: float | None = Field(default=None, gt=0, le=1, description="Override the assumed MFU for cold estimates.")
+    _from_framework: tuple[str, ...] = PrivateAttr(default=())
+    """Fields the framework filled (not the user): the output says where the MFU prior came from."""
+
+    @property
+    def from_framework(self) -> tuple[str, ...]:
+        return self._from_framework
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _framework_defaults(cls, data: Any, handler: ModelWrapValidatorHandler[TrainingSpec]) -> TrainingSpec:
+        """Fill what the spec left out from ``training.framework`` before the fields are checked, so every
+        estimator (memory, step-time terms, throughput) sees the framework's real defaults."""
+        filled: tuple[str, ...] = ()
+        if isinstance(data, dict):
+            data, filled = fill_defaults(data)
+        spec = handler(data)
+        spec._from_framework = filled
+        return spec
 
     @property
     def sharding_resolved(self) -> Sharding:

@@ -35,6 +35,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from gpu_preflight.tools.estimator.catalogue import ResolvedGpu, resolve_gpu
+from gpu_preflight.tools.estimator.frameworks import framework_warning, mfu_prior_source
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel
 from gpu_preflight.tools.estimator.spec import BaselineSpec, TrainingSpec
 from gpu_preflight.tools.estimator.steptime_terms import StepTimeTerms, step_time_terms
@@ -115,6 +116,8 @@ class ThroughputEstimate(BaseModel):
     tflops_source: str
     mfu_assumed: float | None = None
     mfu_playbook: float | None = None
+    mfu_prior_source: str | None = Field(
+        default=None, description="Cold: where the MFU prior came from (mfu, tuning, or training.framework).")
     efficiency_factor: float | None = None
     efficiency_factor_playbook: float | None = None
     efficiency_reason: str | None = None
@@ -181,7 +184,8 @@ def cold_estimate(m: ResolvedModel, t: TrainingSpec, gpu: ResolvedGpu, params_tr
         tokens_per_s_playbook_band=Scenarios.scaled(base), scenario_factors=SCENARIO_FACTORS_COLD,
         tokens_per_s_playbook=round(playbook, 1), step_time_s=round(step_s, 4), step_time_terms_s=terms,
         flops_per_token=fpt, peak_tflops_total=round(peak_total, 1), tflops_source=gpu.tflops_source,
-        mfu_assumed=mfu, mfu_playbook=mfu_playbook, notes=notes,
+        mfu_assumed=mfu, mfu_playbook=mfu_playbook, mfu_prior_source=mfu_prior_source(t, t.from_framework),
+        notes=notes,
     )
 
 
@@ -237,6 +241,9 @@ def baseline_estimate(
 def estimate_throughput(
     m: ResolvedModel, t: TrainingSpec, gpu: ResolvedGpu, params_trainable: int, baseline: BaselineSpec | None
 ) -> ThroughputEstimate:
-    if baseline is not None:
-        return baseline_estimate(m, t, gpu, params_trainable, baseline)
-    return cold_estimate(m, t, gpu, params_trainable)
+    estimate = (baseline_estimate(m, t, gpu, params_trainable, baseline) if baseline is not None
+                else cold_estimate(m, t, gpu, params_trainable))
+    warning = framework_warning(t)
+    if warning:
+        estimate.notes.append(warning)
+    return estimate
