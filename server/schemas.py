@@ -222,8 +222,8 @@ def default_in_description(properties: dict[str, Any]) -> None:
 
 SPEC_FIELDS = (
     "Run spec: model (preset | hf_config path | params_total + shape), training (method full|lora|qlora, "
-    "lora_rank, precision, seq_len, micro_batch, grad_accum, num_gpus, sharding, ...), target "
-    "(target_tokens | target_steps | epochs+dataset_tokens), overheads?. All: preflight://schema/run-spec."
+    "precision, seq_len, micro_batch, grad_accum, num_gpus, ...), target (target_tokens | target_steps | "
+    "epochs+dataset_tokens). All: preflight://schema/run-spec."
 )
 SPEC_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -251,20 +251,20 @@ GPU_SCHEMA: dict[str, Any] = {
 SpecArg = Annotated[
     dict[str, Any],
     WithJsonSchema(SPEC_SCHEMA),
-    Field(description="Run spec (fields: see estimate_run)."),
+    Field(description="Run spec (see estimate_run)."),
 ]
 FullSpecArg = Annotated[dict[str, Any], WithJsonSchema(SPEC_SCHEMA), Field(description=SPEC_FIELDS)]
 """The one place the field list is spelled out in ``tools/list`` (on estimate_run), to keep it small."""
 GpuArg = Annotated[
     str | dict[str, Any],
     WithJsonSchema(GPU_SCHEMA),
-    Field(description='Catalogue name ("H100 SXM"; preflight://gpus) or {gpu_ram_gb, bf16_tflops, hbm_bw_gbps}.'),
+    Field(description='preflight://gpus name, or {gpu_ram_gb, bf16_tflops, hbm_bw_gbps}.'),
 ]
 PriceArg = Annotated[
     float | None, Field(default=None, description="Machine $/h (Vast dph_total).")
 ]
 ChecklistArg = Annotated[
-    str | None, Field(default=None, max_length=64, description="Checklist to attach the result to.")
+    str | None, Field(default=None, max_length=64, description="Checklist to attach it to.")
 ]
 
 

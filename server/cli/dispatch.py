@@ -14,9 +14,12 @@ PROFILE_CHOICES = ("auto", "generic", "claude", "codex", "gemini")
 """Kept literal so ``preflight --help`` does not import the dispatcher (tests check it equals PROFILE_NAMES)."""
 
 
-def _socket(p: argparse.ArgumentParser) -> None:
+def _socket(p: argparse.ArgumentParser, *, host: bool = False) -> None:
     p.add_argument("-L", dest="socket_name", default=None, metavar="SOCKET_NAME", help="tmux socket name")
     p.add_argument("-S", dest="socket_path", default=None, metavar="SOCKET_PATH", help="tmux socket path")
+    if host:
+        p.add_argument("--host", default=None, metavar="NAME", help="a registered host (preflight hosts add): "
+                       "the tmux server is on that box, reached over ssh")
 
 
 def add_parser(sub: Any) -> None:
@@ -31,7 +34,7 @@ def add_parser(sub: Any) -> None:
                    help="tui: a busy agent is refused, gets the prompt in its own queue, or is waited for")
     d.add_argument("--busy-timeout-s", type=quantity(0, 86_400, "seconds", lo_open=False),
                    default=300.0, help="tui, --on-busy wait: how long to wait")
-    _socket(d)
+    _socket(d, host=True)
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=run_dispatch)
 
@@ -60,7 +63,7 @@ def add_parser(sub: Any) -> None:
     h.add_argument("--runs", action="store_true", help="every recorded run (--all implied)")
     h.add_argument("--hang-after-s", type=quantity(0, 86_400, "seconds"), default=None,
                    help="silence that counts as hung (default: 5 median steps of the run's log, >= 60 s; else 300 s)")
-    _socket(h)
+    _socket(h, host=True)
     h.add_argument("--json", action="store_true")
     h.set_defaults(func=run_heartbeat)
 
@@ -76,7 +79,7 @@ def run_dispatch(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.dispatch import dispatch
 
     d = dispatch(args.target, args.text, args.mode, socket_name=args.socket_name, socket_path=args.socket_path,
-                 profile=args.profile, on_busy=args.on_busy, busy_timeout_s=args.busy_timeout_s)
+                 profile=args.profile, on_busy=args.on_busy, busy_timeout_s=args.busy_timeout_s, host=args.host)
     if args.json:
         sys.stdout.write(d.model_dump_json() + "\n")
     else:
@@ -129,6 +132,8 @@ def run_heartbeat(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.common.errors import PreflightError
     from gpu_preflight.tools.dispatch import heartbeat, heartbeat_all
 
+    if args.host is not None and (args.all or args.runs):
+        raise PreflightError("--host", args.host, "one pane target with --host (--all/--runs over ssh: not yet)")
     if args.all or args.runs:  # --runs alone lists every recorded run, as --all --runs does
         report = heartbeat_all(scope="runs" if args.runs else "panes", hang_after_s=args.hang_after_s,
                                socket_name=args.socket_name,
@@ -153,6 +158,6 @@ def run_heartbeat(args: argparse.Namespace) -> int:
                              "--runs (every recorded run)")
     is_run = re.fullmatch(r"r[0-9a-f]{12}", args.what) is not None
     hb = heartbeat(args.what if is_run else None, None if is_run else args.what, hang_after_s=args.hang_after_s,
-                   socket_name=args.socket_name, socket_path=args.socket_path)
+                   socket_name=args.socket_name, socket_path=args.socket_path, host=args.host)
     sys.stdout.write((hb.model_dump_json() if args.json else f"{hb.state}: {hb.reason}") + "\n")
     return 0

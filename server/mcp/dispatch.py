@@ -37,6 +37,7 @@ Target = Annotated[str, Field(min_length=1, max_length=200, description="tmux pa
 # that take them would cost ~500 bytes of every session's tools/list.
 SocketName = Annotated[str | None, Field(default=None, max_length=200)]
 SocketPath = Annotated[str | None, Field(default=None, max_length=1000)]
+HostName = Annotated[str | None, Field(default=None, max_length=64, description="A hosts_add name (over ssh).")]
 
 
 class PaneList(BaseModel):
@@ -87,14 +88,15 @@ def register(mcp: MCPServer) -> None:
         busy_timeout_s: Annotated[float, Field(ge=0, le=3600)] = 300.0,
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
+        host: HostName = None,
     ) -> Annotated[CallToolResult, DispatchResult]:
-        """Send a shell command or agent prompt (tui) into a tmux pane, proven started; on_busy: what to do
-        while the agent works."""
+        """Send a shell command or agent prompt (tui) into a tmux pane, proven started; on_busy: while the
+        agent works."""
         await ctx.report_progress(0, 1, f"dispatching to {target}")
         with tool_errors():
             d = await anyio.to_thread.run_sync(
                 lambda: dispatch(target, text, mode, socket_name=socket_name, socket_path=socket_path,
-                                 profile=profile, on_busy=on_busy, busy_timeout_s=busy_timeout_s))
+                                 profile=profile, on_busy=on_busy, busy_timeout_s=busy_timeout_s, host=host))
         await ctx.report_progress(1, 1, d.status)
         return result(d, _dispatch_md(d))
 
@@ -126,15 +128,17 @@ def register(mcp: MCPServer) -> None:
         return result(launched, f"{run}: {_dispatch_md(launched.dispatch)}")
 
     @mcp.tool(name="heartbeat", annotations=READ_ONLY)
-    def heartbeat_tool(
+    async def heartbeat_tool(
         run_id: Annotated[str | None, Field(default=None, max_length=64)] = None,
         target: Annotated[str | None, Field(default=None, max_length=200)] = None,
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
+        host: HostName = None,
     ) -> Annotated[CallToolResult, Heartbeat]:
         """Run (run_id) or pane (target) state with evidence; agents: idle/working/waiting_for_input/exited."""
-        with tool_errors():
-            hb = heartbeat(run_id, target, socket_name=socket_name, socket_path=socket_path)
+        with tool_errors():  # in a thread: over ssh a heartbeat may wait up to its 10 s fault timeout
+            hb = await anyio.to_thread.run_sync(
+                lambda: heartbeat(run_id, target, socket_name=socket_name, socket_path=socket_path, host=host))
         return result(hb, f"**{hb.state}**: {hb.reason}")
 
     @mcp.tool(name="wait_idle", annotations=READ_ONLY)

@@ -3,7 +3,8 @@
 Why one entry point: every rule (literal text, control characters out, one dispatch per pane,
 an audit row per attempt) must hold for every caller: the MCP tool, the CLI and ``launch_command``.
 Bad input raises :class:`PreflightError` before anything is typed; a pane that cannot safely take
-the text gives a ``refused`` result (audited), never an exception.
+the text gives a ``refused`` result (audited), never an exception. With ``host`` the pane is on a
+registered remote box (shell mode only, :mod:`.remote_send`); a dead link is a status, never an exception.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from gpu_preflight.tools.dispatch.lock import PaneBusy, pane_lock
 from gpu_preflight.tools.dispatch.models import DISPATCH_MODES, DispatchMode, DispatchResult
 from gpu_preflight.tools.dispatch.preflight_pane import BUSY_SETTLE_S
 from gpu_preflight.tools.dispatch.profiles import PROFILE_NAMES, get_profile
+from gpu_preflight.tools.dispatch.remote_send import dispatch_shell_remote
 from gpu_preflight.tools.dispatch.sanitize import ControlPolicy, sanitize_text
 from gpu_preflight.tools.dispatch.screen import TuiProfile
 from gpu_preflight.tools.dispatch.shell_send import dispatch_shell
-from gpu_preflight.tools.dispatch.target import make_tmux, resolve_pane_id, validate_target
-from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, TmuxError
+from gpu_preflight.tools.dispatch.target import PANE_ID_RE, make_tmux, resolve_pane_id, validate_target
+from gpu_preflight.tools.dispatch.tmuxcmd import HostUnreachable, Tmux, TmuxError
 from gpu_preflight.tools.dispatch.tui import ON_BUSY, TYPE_MAX_CHARS, Delivery, OnBusy, TuiTiming, dispatch_tui
 
 MAX_TEXT_BYTES = 1_000_000
@@ -71,6 +73,7 @@ def dispatch(
     tmux_timeout_s: float | None = None,
     timing: TuiTiming | None = None,
     audit: bool = True,
+    host: str | None = None,
 ) -> DispatchResult:
     """Send ``text`` to the pane ``target`` and prove it was submitted.
 
@@ -79,6 +82,7 @@ def dispatch(
     input line). ``socket_name``/``socket_path`` pick the tmux server like ``-L``/``-S``.
     ``profile`` (tui): ``auto`` (default) picks claude/codex/gemini from the pane's processes, else generic.
     ``on_busy`` (tui): ``refuse``, ``wait`` (up to ``busy_timeout_s``), or ``queue`` (the app's own queue).
+    ``host``: a registered host (``preflight hosts add``) whose tmux server has the pane (shell mode).
     """
     started_s = time.monotonic()
     target = validate_target(target)
@@ -106,15 +110,26 @@ def dispatch(
     if mode == "tui" and delivery == "type" and ("\n" in body or body.endswith(";") or len(body) > TYPE_MAX_CHARS):
         raise PreflightError("delivery", delivery, "'auto' or 'paste' for multi-line text, text ending in ';' or "
                              f"over {TYPE_MAX_CHARS} characters (send-keys would mangle it)")
-    tmux = make_tmux(socket_name, socket_path, tmux_timeout_s)
-    pane_id = resolve_pane_id(tmux, target)
+    if host is not None and mode != "shell":
+        raise PreflightError("mode", mode, "shell when a host is given (tui over ssh is not supported yet)")
+    tmux = make_tmux(socket_name, socket_path, tmux_timeout_s, host=host)
+    try:  # a %id needs no resolving round trip on a remote box: the preflight's look finds it or not
+        pane_id = target if host is not None and PANE_ID_RE.match(target) else resolve_pane_id(tmux, target)
+        unreachable = None
+    except HostUnreachable as exc:
+        pane_id, unreachable = None, f"{exc.status}: {exc.reason} (nothing was typed)"
     if pane_id is None:
-        result = DispatchResult(status="refused", reason="pane not found (killed, or wrong server/socket)",
-                                target=target, mode=mode)
+        result = DispatchResult(status="refused", reason=unreachable or "pane not found (killed, or wrong "
+                                "server/socket)", target=target, mode=mode)
     else:
         try:
             with pane_lock(tmux.key, pane_id, lock_timeout_s) as waited_s:
-                if mode == "shell":
+                if mode == "shell" and tmux.host is not None:
+                    result = dispatch_shell_remote(tmux, pane_id, clean, target=target, started_s=started_s,
+                                                   start_timeout_s=start_timeout_s,
+                                                   max_enter_retries=max_enter_retries, cancel_mode=cancel_mode,
+                                                   prompt_regex=prompt_regex)
+                elif mode == "shell":
                     result = dispatch_shell(tmux, pane_id, clean, target=target, started_s=started_s,
                                             start_timeout_s=start_timeout_s, max_enter_retries=max_enter_retries,
                                             cancel_mode=cancel_mode, prompt_regex=prompt_regex)

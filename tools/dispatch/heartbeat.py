@@ -57,7 +57,7 @@ from gpu_preflight.tools.dispatch.pane_jobs import fill_last_job, latest_shell_j
 from gpu_preflight.tools.dispatch.paneinfo import PaneInfo
 from gpu_preflight.tools.dispatch.runs import RunRecord, get_run, list_runs
 from gpu_preflight.tools.dispatch.shell_job import JobRecord, read_job
-from gpu_preflight.tools.dispatch.target import make_tmux, resolve_pane_id
+from gpu_preflight.tools.dispatch.target import make_tmux, resolve_pane_id, validate_any_target
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux
 from gpu_preflight.tools.telemetry.probecap import tail_cap
 
@@ -298,7 +298,8 @@ def _check_times(hang_after_s: float | None, cpu_sample_s: float) -> None:
 
 def heartbeat(run_id: str | None = None, target: str | None = None, *, socket_name: str | None = None,
               socket_path: str | None = None, hang_after_s: float | None = None,
-              cpu_sample_s: float = DEFAULT_CPU_SAMPLE_S, agent_sample_s: float = AGENT_SAMPLE_S) -> Heartbeat:
+              cpu_sample_s: float = DEFAULT_CPU_SAMPLE_S, agent_sample_s: float = AGENT_SAMPLE_S,
+              host: str | None = None) -> Heartbeat:
     """The state of one run (by ``run_id``) or one pane (by ``target``), with evidence.
 
     A shell pane at its prompt carries the exit of the last job we dispatched there, with ``job_id``,
@@ -308,10 +309,19 @@ def heartbeat(run_id: str | None = None, target: str | None = None, *, socket_na
 
     ``hang_after_s`` None: :data:`HANG_STEPS` median steps of the run's own output, at least
     :data:`HANG_FLOOR_S`, :data:`DEFAULT_HANG_AFTER_S` when it shows no step time.
+
+    ``host``: the pane is on that registered box (:mod:`.remote_beat`; ``host_unreachable`` when it cannot
+    be reached).
     """
     if (run_id is None) == (target is None):
         raise PreflightError("run_id/target", (run_id, target), "exactly one of run_id or target")
     _check_times(hang_after_s, cpu_sample_s)
+    if host is not None:
+        if target is None:
+            raise PreflightError("host", host, "a pane target with host (a run's heartbeat over ssh: not yet)")
+        from gpu_preflight.tools.dispatch.remote_beat import remote_pane_heartbeat
+
+        return remote_pane_heartbeat(make_tmux(socket_name, socket_path, host=host), validate_any_target(target))
     if run_id is not None:
         run = get_run(run_id)
         tmux = make_tmux(run.socket_name, run.socket_path)

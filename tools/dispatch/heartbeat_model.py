@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from gpu_preflight.tools.telemetry.probecap import ProbeCap
 
 HeartbeatState = Literal["running", "idle_at_prompt", "exited", "hung", "waiting_for_input", "pane_gone", "idle",
-                         "working"]
+                         "working", "host_unreachable"]
 ExitSource = Literal["exit_record", "exit_record_unverified", "pane_option", "tmux_dead_status"]
 
 

@@ -26,6 +26,7 @@ job's code after the user types a command by hand (measured on tmux 3.3a: ``true
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -74,11 +75,23 @@ def latest_shell_jobs(server_key: str, pane_id: str | None = None) -> dict[str, 
 def _record(job_id: str, suffix: str) -> list[str] | None:
     """The whitespace-split fields of ``<job_id>.<suffix>`` (None: missing or half-written)."""
     try:
-        fields = (jobs_dir() / f"{job_id}.{suffix}").read_text().split()
+        return record_fields((jobs_dir() / f"{job_id}.{suffix}").read_text())
+    except OSError:
+        return None
+
+
+def record_fields(text: str) -> list[str] | None:
+    """A record's fields when it starts with an integer and a time (None: half-written or not one)."""
+    fields = text.split()
+    try:
         int(fields[0]), float(fields[1])
-    except (OSError, ValueError, IndexError):
+    except (ValueError, IndexError):
         return None
     return fields
+
+
+RecordReader = Callable[[str, str], "list[str] | None"]
+"""(job id, ``start``/``exit``) -> the record's fields: local files by default, a remote box's (:mod:`.remote_beat`)."""
 
 
 def _ints(fields: list[str]) -> list[int] | None:
@@ -117,9 +130,9 @@ def _current(pane: PaneInfo, screen: list[str], position: list[int] | None) -> t
     return "current", "nothing was run at the prompt since"
 
 
-def _started(job_id: str, pane: PaneInfo) -> tuple[float, list[str]] | None:
+def _started(job_id: str, pane: PaneInfo, read: RecordReader) -> tuple[float, list[str]] | None:
     """(start time, start record) of a job that ran in this pane's own shell, else None."""
-    start = _record(job_id, "start")
+    start = read(job_id, "start")
     if start is None:
         return None
     if len(start) >= 3 and start[2] != str(pane.pane_pid):
@@ -127,7 +140,8 @@ def _started(job_id: str, pane: PaneInfo) -> tuple[float, list[str]] | None:
     return float(start[1]), start
 
 
-def last_job_end(pane: PaneInfo, screen: list[str], audit_job_id: str | None) -> JobEnd | None:
+def last_job_end(pane: PaneInfo, screen: list[str], audit_job_id: str | None,
+                 read: RecordReader = _record) -> JobEnd | None:
     """The last job we dispatched into ``pane`` (at its prompt) and how it ended; None if none ran there.
 
     ``screen``: the pane's visible rows (unstyled, one per row); ``audit_job_id``: from
@@ -135,11 +149,11 @@ def last_job_end(pane: PaneInfo, screen: list[str], audit_job_id: str | None) ->
     """
     option_job = pane.job_record.split(":")[0] if pane.job_record else None
     found = [(started[0], job_id) for job_id in dict.fromkeys(filter(None, (audit_job_id, option_job)))
-             if (started := _started(job_id, pane)) is not None]
+             if (started := _started(job_id, pane, read)) is not None]
     if not found:
         return None
     started_at, job_id = max(found)
-    end = _record(job_id, "exit")
+    end = read(job_id, "exit")
     if end is None:
         return JobEnd(job_id, started_at, None, None, None, None,
                       "it started but wrote no exit record (the wrapper was killed)")
@@ -148,19 +162,20 @@ def last_job_end(pane: PaneInfo, screen: list[str], audit_job_id: str | None) ->
     return JobEnd(job_id, started_at, code, code - 128 if 128 < code <= 192 else None, ended_at, currency, why)
 
 
-def has_start_record(job_id: str) -> bool:
+def has_start_record(job_id: str, read: RecordReader = _record) -> bool:
     """The job ran from this state directory (its wrapper wrote a start record here)."""
-    return _record(job_id, "start") is not None
+    return read(job_id, "start") is not None
 
 
-def fill_last_job(hb: Heartbeat, pane: PaneInfo, screen: list[str], audit_job_id: str | None) -> None:
+def fill_last_job(hb: Heartbeat, pane: PaneInfo, screen: list[str], audit_job_id: str | None,
+                  read: RecordReader = _record) -> None:
     """Fill ``hb`` (a shell at its prompt) with the exit of the last job we dispatched here: ``exit_source``
     ``exit_record`` while it is the shell's latest, ``exit_record_unverified`` (with ``job_id`` and
     ``job_ended_at_epoch_s`` for the caller to judge) where a later command cannot be ruled out, no code
     once one ran. A ``@pf_job`` code of a job with no record here is kept as ``pane_option``."""
-    end = last_job_end(pane, screen, audit_job_id)
+    end = last_job_end(pane, screen, audit_job_id, read)
     if end is None:
-        if hb.exit_code is not None and hb.job_id and has_start_record(hb.job_id):
+        if hb.exit_code is not None and hb.job_id and has_start_record(hb.job_id, read):
             hb.exit_code = hb.exit_source = hb.end_class = hb.last_error_line = None  # ran in another shell
         elif hb.exit_code is not None:
             hb.reason += f"; exit {hb.exit_code} from the pane's @pf_job option (no record of that job here)"

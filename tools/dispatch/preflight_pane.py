@@ -67,23 +67,26 @@ def preflight_shell(tmux: Tmux, pane_id: str, *, cancel_mode: bool = False,
     if pane is None or refusal:
         return Preflight(pane=pane, refusal=refusal)
     if not pane.shell_in_foreground:
-        what = pane.current_command or "?"
-        return Preflight(
-            pane=pane,
-            refusal=f"the shell is not at its prompt: {what} runs in the foreground "
-            f"(foreground pgid {pane.foreground_pgid}, shell pid {pane.pane_pid})",
-        )
+        return Preflight(pane=pane, refusal=not_at_prompt(pane))
     try:
         lines = tmux.capture(pane.pane_id)
     except TmuxError:
         return Preflight(pane=pane, refusal="pane vanished during preflight")
+    return Preflight(pane=pane, lines=lines, refusal=draft_refusal(pane, lines, prompt_regex))
+
+
+def not_at_prompt(pane: PaneInfo) -> str:
+    """The refusal for a shell pane whose shell does not own the terminal."""
+    return (f"the shell is not at its prompt: {pane.current_command or '?'} runs in the foreground "
+            f"(foreground pgid {pane.foreground_pgid}, shell pid {pane.pane_pid})")
+
+
+def draft_refusal(pane: PaneInfo, lines: list[str], prompt_regex: str | None) -> str | None:
+    """None when the shell's input line (at the cursor) is an empty prompt; else the refusal."""
     line, before, after = shell_input_line(lines, pane.cursor_x, pane.cursor_y)
-    if not shell_prompt_is_empty(before, after, prompt_regex):
-        return Preflight(
-            pane=pane, lines=lines,
-            refusal=f"the input line is not an empty prompt (someone's draft or an unfinished command): {line!r}",
-        )
-    return Preflight(pane=pane, lines=lines)
+    if shell_prompt_is_empty(before, after, prompt_regex):
+        return None
+    return f"the input line is not an empty prompt (someone's draft or an unfinished command): {line!r}"
 
 
 def canonical_mode(tty_path: str) -> bool | None:

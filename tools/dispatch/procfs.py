@@ -38,6 +38,11 @@ def read_stat(pid: int) -> ProcStat | None:
             raw = handle.read().decode("utf-8", "replace")
     except OSError:
         return None
+    return parse_stat(pid, raw)
+
+
+def parse_stat(pid: int, raw: str) -> ProcStat | None:
+    """The text of one ``/proc/<pid>/stat`` (read here, or on a remote box) as a :class:`ProcStat`."""
     # comm may contain spaces and parentheses: split at the LAST ')'.
     open_at, close_at = raw.find("("), raw.rfind(")")
     if open_at < 0 or close_at < 0:
@@ -151,6 +156,11 @@ def runs_script(pid: int) -> bool:
             args = [arg.decode("utf-8", "replace") for arg in handle.read().split(b"\0") if arg]
     except OSError:
         return False
+    return args_run_script(args)
+
+
+def args_run_script(args: list[str]) -> bool:
+    """:func:`runs_script` for an argv already read (a remote box's ``/proc/<pid>/cmdline``)."""
     flags = [arg for arg in args[1:] if arg.startswith("-")]
     if "-i" in flags:
         return False

@@ -18,6 +18,7 @@ from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, TmuxError
 
 _PANE_ID = re.compile(r"^%\d+$")
+PANE_ID_RE = _PANE_ID
 _SPEC = re.compile(r"^(?P<session>[^\s:.%-][^\s:]*):(?P<window>[^\s:]+)\.(?P<pane>\d+)$")
 TARGET_ALLOWED = "a pane id like '%3' or 'session:window.pane' like 'train:0.1'"
 # No whitespace or control characters, no leading '-' (tmux would read an option), ':' at most once.
@@ -56,11 +57,18 @@ def validate_any_target(target: str) -> str:
     raise PreflightError("target", target, ANY_TARGET_ALLOWED)
 
 
-def make_tmux(socket_name: str | None = None, socket_path: str | None = None, timeout_s: float | None = None) -> Tmux:
-    """A :class:`Tmux` for ``-L socket_name`` or ``-S socket_path`` (validated there)."""
+def make_tmux(socket_name: str | None = None, socket_path: str | None = None, timeout_s: float | None = None,
+              host: str | None = None) -> Tmux:
+    """A :class:`Tmux` for ``-L socket_name`` or ``-S socket_path`` (validated there), on the registered
+    ``host`` when one is named (refused, naming the field, when it is not registered)."""
+    box = None
+    if host is not None:
+        from gpu_preflight.tools.hosts.registry import get_host
+
+        box = get_host(host)
     if timeout_s is None:
-        return Tmux(socket_name=socket_name, socket_path=socket_path)
-    return Tmux(socket_name=socket_name, socket_path=socket_path, timeout_s=timeout_s)
+        return Tmux(socket_name=socket_name, socket_path=socket_path, host=box)
+    return Tmux(socket_name=socket_name, socket_path=socket_path, timeout_s=timeout_s, host=box)
 
 
 def resolve_pane_id(tmux: Tmux, target: str) -> str | None:

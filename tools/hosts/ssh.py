@@ -113,11 +113,12 @@ def ssh_argv(host: Host, argv: list[str], timeout_s: float = DEFAULT_TIMEOUT_S) 
 
 
 def call(host: Host, argv: list[str], timeout_s: float = DEFAULT_TIMEOUT_S, *,
-         stdin_text: str | None = None) -> RemoteCall:
+         stdin_text: str | bytes | None = None) -> RemoteCall:
     """Run ``argv`` on ``host``; the deadline is enforced here (ssh and what it started are killed).
 
     ``stdin_text`` feeds the remote command's stdin (e.g. a payload for ``tmux load-buffer -``); without
-    it stdin is empty, so nothing remote can wait on our terminal.
+    it stdin is empty, so nothing remote can wait on our terminal. Bytes go as they are (a payload is
+    never re-encoded on the way).
     """
     if not timeout_s > 0:
         raise PreflightError("timeout_s", timeout_s, "a number of seconds > 0")
@@ -126,7 +127,8 @@ def call(host: Host, argv: list[str], timeout_s: float = DEFAULT_TIMEOUT_S, *,
     proc = subprocess.Popen(full, stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        out, err = proc.communicate(stdin_text.encode() if stdin_text is not None else None, timeout=timeout_s)
+        data = stdin_text.encode() if isinstance(stdin_text, str) else stdin_text
+        out, err = proc.communicate(data, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         _kill_group(proc.pid)
         out, err = _leftovers(proc)
