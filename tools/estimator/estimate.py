@@ -104,7 +104,8 @@ def trainable_params(spec: RunSpec, m: ResolvedModel) -> tuple[int, str]:
         return m.params_total, "full fine-tune: all parameters"
     assert t.lora_rank is not None  # the spec validator guarantees it
     count = lora_trainable_params(m, t.lora_rank, t.lora_targets)
-    return count, f"LoRA rank {t.lora_rank} on {t.lora_targets} matrices: r*(in+out) each"
+    targets = t.lora_targets if isinstance(t.lora_targets, str) else "+".join(t.lora_targets)
+    return count, f"LoRA rank {t.lora_rank} on {targets} matrices: r*(in+out) each"
 
 
 def estimate_run(

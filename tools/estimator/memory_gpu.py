@@ -31,7 +31,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from gpu_preflight.tools.estimator.modelshape import ResolvedModel
+from gpu_preflight.tools.estimator.modelshape import ResolvedModel, muon_share
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
 GB = 1e9
@@ -172,13 +172,22 @@ def logits_bytes(m: ResolvedModel, t: TrainingSpec) -> float:
 
 
 def _optimizer_bytes_per_param(t: TrainingSpec, m: ResolvedModel) -> float:
+    """Resident optimizer state per trainable parameter.
+
+    Lion keeps one momentum (Chen et al. 2023, arXiv 2302.06675, Program 1); the 8-bit AdamWs two 1-byte
+    moments (paged: the same bytes, in CUDA unified memory the driver may evict to the host under pressure,
+    which this does not count on); Muon one momentum (``zeros_like(grad)``, KellerJordan/Muon) on the layers'
+    matrices and AdamW's two moments on the rest (embeddings, head, norms)."""
     state = 4 if (t.precision == "fp32" or t.master_weights_fp32) else 2
     if t.optimizer == "adamw":
         return 2 * state
-    if t.optimizer == "adamw_8bit":
+    if t.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
         return 2.0  # two 8-bit moments; block constants are negligible
-    if t.optimizer == "sgd":
-        return float(state)  # momentum buffer
+    if t.optimizer in ("sgd", "lion"):
+        return float(state)  # one momentum buffer
+    if t.optimizer == "muon":
+        share = muon_share(m)
+        return share * state + (1 - share) * 2 * state
     return state * 2 / m.hidden_size  # adafactor: factored row+column second moments
 
 
@@ -209,8 +218,9 @@ def estimate_gpu_memory(
     master = p_train * 4.0 if mixed else 0.0
     grads = p_train * (4.0 if (mixed or not half) else 2.0)
     optimizer = p_train * _optimizer_bytes_per_param(t, m)
-    foreach = t.optimizer == "adamw" and t.optimizer_impl == "foreach" and not t.optimizer_in_backward
-    transient = p_train * (4 if (mixed or not half) else 2) if foreach else 0.0
+    foreach = t.optimizer in ("adamw", "muon") and t.optimizer_impl == "foreach" and not t.optimizer_in_backward
+    adam_share = 1 - muon_share(m) if t.optimizer == "muon" else 1.0  # Muon's AdamW part only
+    transient = p_train * adam_share * (4 if (mixed or not half) else 2) if foreach else 0.0
 
     # Sharding over data-parallel ranks.
     if shard in ("zero1",):

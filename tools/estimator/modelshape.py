@@ -273,11 +273,55 @@ def resolve_model(spec: ModelSpec) -> ResolvedModel:
     )
 
 
-def lora_trainable_params(m: ResolvedModel, rank: int, targets: str) -> int:
-    """LoRA adds ``rank * (in + out)`` per adapted matrix (PEFT); ``all_linear`` adapts every layer matrix."""
+def layer_matrices(m: ResolvedModel) -> dict[str, tuple[int, int]]:
+    """Each layer's weight matrices as PEFT names them, ``(in, out)``; a 2-matrix MLP has up/down only."""
     h, q, kv, inter = m.hidden_size, m.q_dim, m.kv_dim, m.intermediate_size
-    attn = (h + q) + 2 * (h + kv) + (q + h)
-    if targets == "attention":
-        return rank * attn * m.n_layers
-    mlp = (3 if m.mlp_gated else 2) * (h + inter)
-    return rank * (attn + mlp) * m.n_layers
+    mats = {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+            "up_proj": (h, inter), "down_proj": (inter, h)}
+    if m.mlp_gated:
+        mats["gate_proj"] = (h, inter)
+    return mats
+
+
+def lora_trainable_params(m: ResolvedModel, rank: int, targets: str | tuple[str, ...]) -> int:
+    """LoRA adds ``rank * (in + out)`` per adapted matrix (PEFT): ``all_linear`` adapts every layer matrix
+    (PEFT's ``all-linear`` leaves the LM head out), ``attention`` q/k/v/o, a list the modules named, where
+    ``lm_head`` adds ``rank * (hidden + vocab)`` once.
+
+    >>> m = resolve_model(ModelSpec(name="llama-3.1-8b"))
+    >>> lora_trainable_params(m, 16, ("q_proj", "v_proj"))  # 16 * ((4096 + 4096) + (4096 + 1024)) * 32
+    6815744
+    """
+    mats = layer_matrices(m)
+    names = {"all_linear": tuple(mats), "attention": ("q_proj", "k_proj", "v_proj", "o_proj")}.get(
+        targets, targets) if isinstance(targets, str) else targets
+    missing = [n for n in names if n != "lm_head" and n not in mats]
+    if missing:
+        raise PreflightError("spec.training.lora_targets", list(names),
+                             f"modules of this model: {', '.join([*mats, 'lm_head'])}",
+                             "a 2-matrix MLP has no gate_proj")
+    per_layer = sum(sum(mats[n]) for n in names if n != "lm_head")
+    head = m.hidden_size + m.vocab_size if "lm_head" in names else 0
+    return rank * (per_layer * m.n_layers + head)
+
+
+def hidden_matrix_params(m: ResolvedModel) -> int:
+    """Parameters in the layers' 2-D weight matrices: what Muon updates (KellerJordan/Muon: embeddings, the LM
+    head, norms and biases go to AdamW). Llama-3.1-8B: 6.98 of 8.03 B."""
+    return m.n_layers * sum(i * o for i, o in layer_matrices(m).values())
+
+
+def muon_share(m: ResolvedModel) -> float:
+    """Share of the trainable parameters (full training) that Muon updates; AdamW takes the rest."""
+    return min(1.0, hidden_matrix_params(m) / m.params_total)
+
+
+def newton_schulz_flops(m: ResolvedModel, steps: int = 5) -> float:
+    """Matmul FLOPs of Muon's orthogonalization per optimizer step, all matrices together.
+
+    Each of the ``steps`` quintic Newton-Schulz iterations on an ``a x b`` update (``a <= b``, the reference
+    transposes to make it so) runs ``A = X X^T`` (``2a^2 b``), ``A A`` (``2a^3``) and ``(bA + cA^2) X``
+    (``2a^2 b``): ``steps * (4a^2 b + 2a^3)``, i.e. ``30 h`` FLOPs per parameter of an ``h x h`` matrix.
+    """
+    per_layer = sum(4 * min(d) ** 2 * max(d) + 2 * min(d) ** 3 for d in layer_matrices(m).values())
+    return float(steps * per_layer * m.n_layers)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -24,6 +24,8 @@ from pydantic import (
     ModelWrapValidatorHandler,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -34,7 +36,9 @@ from gpu_preflight.tools.estimator.frameworks import fill_defaults
 
 Method = Literal["full", "lora", "qlora"]
 Precision = Literal["bf16", "fp16", "fp32"]
-Optimizer = Literal["adamw", "adamw_8bit", "sgd", "adafactor"]
+Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor", "lion", "muon"]
+LoraModule = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
+"""PEFT ``target_modules`` names of Llama-style models; on a 2-matrix MLP (GPT-2, NeoX) up/down are fc1/fc2."""
 Offload = Literal["none", "optimizer", "optimizer_and_params"]
 Sharding = Literal["none", "ddp", "zero1", "zero2", "zero3", "fsdp"]
 Attention = Literal["sdpa", "flash", "eager"]
@@ -88,8 +92,22 @@ class TrainingSpec(_Strict):
         description="Mixed precision keeps fp32 master weights and fp32 Adam states (18 B/param). "
         "False: pure bf16/fp16 weights and optimizer states (about 8 B/param).",
     )
-    optimizer: Optimizer = "adamw"
-    seq_len: PositiveInt = Field(le=10_000_000)
+    optimizer: Optimizer = Field(
+        default="adamw",
+        description="paged_adamw_8bit: adamw_8bit's states in paged memory (same resident size); lion: one "
+        "momentum; muon (method full): one momentum per hidden matrix, AdamW for embeddings, head, norms.",
+    )
+    seq_len: PositiveInt = Field(le=10_000_000, description="The longest sample (or the packed window): sets the "
+                                 "memory peak.")
+    mean_seq_len: PositiveInt | None = Field(
+        default=None, le=10_000_000,
+        description="Mean sample length, with packing=false: sets the real tokens per step (throughput).",
+    )
+    packing: bool = Field(
+        default=True,
+        description="true: samples packed into full seq_len windows; false: one sample per row, padded to the "
+        "longest in its micro-batch (seq_len assumed when micro_batch > 1).",
+    )
     micro_batch: PositiveInt = Field(le=1_000_000)
     grad_accum: PositiveInt = Field(default=1, le=1_000_000)
     global_batch: PositiveInt | None = Field(default=None, description="micro_batch * grad_accum * data-parallel GPUs.")
@@ -108,7 +126,11 @@ class TrainingSpec(_Strict):
     num_gpus: PositiveInt = Field(default=1, le=4096)
     sharding: Sharding | None = Field(default=None, description="Default: none on 1 GPU, ddp on more.")
     lora_rank: PositiveInt | None = Field(default=None, le=65536)
-    lora_targets: Literal["all_linear", "attention"] = "all_linear"
+    lora_targets: Literal["all_linear", "attention"] | tuple[LoraModule, ...] = Field(
+        default="all_linear",
+        description='all_linear (every layer matrix, no lm_head), attention (q/k/v/o), or module names, e.g. '
+        '["q_proj", "v_proj"] ("lm_head" adds the output layer).',
+    )
     attention: Attention = Field(default="sdpa", description="sdpa/flash keep no score matrix; eager stores it.")
     optimizer_impl: Literal["foreach", "fused", "loop"] = Field(
         default="foreach",
@@ -147,6 +169,33 @@ class TrainingSpec(_Strict):
         spec._from_framework = filled
         return spec
 
+    @field_validator("lora_targets", mode="before")
+    @classmethod
+    def _lora_targets(cls, value: Any) -> Any:
+        """One plain message for both shapes (pydantic's union report names its internal branches)."""
+        names = get_args(LoraModule)
+        if value in ("all_linear", "attention"):
+            return value
+        if (not isinstance(value, list | tuple) or not value or len(set(map(str, value))) != len(value)
+                or any(v not in names for v in value)):
+            raise ValueError(f"all_linear, attention, or a list of distinct module names from {', '.join(names)}")
+        return tuple(value)
+
+    @field_validator("mean_seq_len")
+    @classmethod
+    def _mean_below_longest(cls, value: int | None, info: ValidationInfo) -> int | None:
+        longest = info.data.get("seq_len")
+        if value is not None and longest is not None and value > longest:
+            raise ValueError(f"at most seq_len ({longest}, the longest sample)")
+        return value
+
+    @field_validator("optimizer")
+    @classmethod
+    def _muon_full_only(cls, value: str, info: ValidationInfo) -> str:
+        if value == "muon" and info.data.get("method", "full") != "full":
+            raise ValueError("muon only with method=full (LoRA adapters use adamw, lion, sgd...)")
+        return value
+
     @property
     def sharding_resolved(self) -> Sharding:
         if self.sharding is not None:
@@ -159,7 +208,23 @@ class TrainingSpec(_Strict):
 
     @property
     def tokens_per_step(self) -> int:
-        return self.global_batch_resolved * self.seq_len
+        """Real (not padding) tokens per optimizer step: full windows when packed, else mean-length samples."""
+        per_sample = self.seq_len if self.packing else (self.mean_seq_len or self.seq_len)
+        return self.global_batch_resolved * per_sample
+
+    @property
+    def padded_seq_len(self) -> int:
+        """Tokens a sample costs in compute: the window when packed; unpacked, a micro-batch of one sample is
+        padded to nothing (pad-to-longest collators, HF and TRL's default), a larger one is assumed padded to
+        ``seq_len`` (its longest sample nears the longest overall on long-tailed chat/instruction data)."""
+        if self.packing or self.micro_batch > 1:
+            return self.seq_len
+        return self.mean_seq_len or self.seq_len
+
+    @property
+    def compute_tokens_per_step(self) -> int:
+        """Tokens the matmuls run over per optimizer step, padding included."""
+        return self.global_batch_resolved * self.padded_seq_len
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingSpec:

@@ -11,7 +11,8 @@ alone said 0.15 s (issue 18). The step is modelled as::
 
 * ``optimizer_s``: HBM bytes the update, clipping and (fp16) unscaling move per trainable parameter,
   times the parameters this GPU updates, over ``hbm_bw_gbps x HBM_ACHIEVED_FRACTION``. These are
-  element-wise kernels with no reuse, so bandwidth, not FLOPs, sets their time.
+  element-wise kernels with no reuse, so bandwidth, not FLOPs, sets their time. Muon adds its
+  Newton-Schulz matmuls here, at the run's matmul rate (:func:`muon_ns_time_s`).
 * ``comm_s``: data-parallel collectives not hidden behind compute (see :func:`comm_time_s`).
 * ``fixed_s``: :data:`FIXED_STEP_S`.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from gpu_preflight.tools.estimator.catalogue import ResolvedGpu, lookup_gpu
+from gpu_preflight.tools.estimator.modelshape import ResolvedModel, muon_share, newton_schulz_flops
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
 HBM_ACHIEVED_FRACTION = 0.8
@@ -50,6 +52,18 @@ ADAMW_BYTES_FP32 = {
 }
 ADAM8BIT_BYTES_STATE = 1.0
 """bitsandbytes 8-bit Adam: one fused kernel per tensor; m and v are 1 byte each (block absmax: noise)."""
+LION_BYTES_FP32 = {
+    # lion-pytorch's reference update (Chen et al. 2023, Program 1, one tensor at a time): p *= 1-lr*wd (8),
+    # u = m.clone() (8), u *= b1 (8), u = u + (1-b1) g (12), sign_ (8), p += -lr u (12), m *= b2 (8),
+    # m += (1-b2) g (12) = 76.
+    "foreach": 76.0, "loop": 76.0,
+    # one fused kernel (lion-pytorch use_triton, bitsandbytes Lion): reads p g m (12), writes p m (8) = 20.
+    "fused": 20.0,
+}
+MUON_MATRIX_BYTES_FP32 = 52.0
+"""Muon's element-wise work on a matrix (KellerJordan/Muon ``muon_update``): momentum lerp (12), Nesterov lerp
+into the gradient (12), the bf16 copy (6) and its norm and scaling (6), decoupled weight decay (8), the bf16
+update added to p (10): about 52 B. The Newton-Schulz matmuls are FLOPs, timed apart (:func:`muon_ns_time_s`)."""
 SGD_BYTES_FP32 = 32.0
 """SGD with momentum (torch foreach): buf *= mu (8), buf += g (12), p += -lr buf (12) = 32."""
 ADAFACTOR_BYTES_FP32 = 60.0
@@ -75,8 +89,10 @@ def state_bytes(t: TrainingSpec) -> float:
     return 4.0 if t.precision == "fp32" or t.master_weights_fp32 else 2.0
 
 
-def optimizer_bytes_per_param(t: TrainingSpec) -> float:
+def optimizer_bytes_per_param(t: TrainingSpec, muon_matrix_share: float = 1.0) -> float:
     """HBM bytes moved per trainable parameter per optimizer step: update + clipping (+ unscale, zeroing).
+
+    ``muon_matrix_share``: with Muon, the share of parameters in hidden matrices (the rest run AdamW).
 
     >>> from gpu_preflight.tools.estimator.spec import TrainingSpec
     >>> optimizer_bytes_per_param(TrainingSpec(seq_len=512, micro_batch=1))  # foreach AdamW, fp32 states
@@ -84,13 +100,20 @@ def optimizer_bytes_per_param(t: TrainingSpec) -> float:
     >>> optimizer_bytes_per_param(TrainingSpec(seq_len=512, micro_batch=1, optimizer_impl="fused",
     ...                                        master_weights_fp32=False))  # fused, pure bf16
     20.0
+    >>> optimizer_bytes_per_param(TrainingSpec(seq_len=512, micro_batch=1, optimizer="lion"))  # 76 + 3 x 4 clip
+    88.0
     """
     b = state_bytes(t)
     scale = b / 4.0
     if t.optimizer == "adamw":
         update = ADAMW_BYTES_FP32[t.optimizer_impl] * scale
-    elif t.optimizer == "adamw_8bit":
+    elif t.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
         update = 3 * b + 4 * ADAM8BIT_BYTES_STATE  # reads p g m v, writes p m v
+    elif t.optimizer == "lion":
+        update = LION_BYTES_FP32[t.optimizer_impl] * scale
+    elif t.optimizer == "muon":
+        share = muon_matrix_share
+        update = (share * MUON_MATRIX_BYTES_FP32 + (1 - share) * ADAMW_BYTES_FP32[t.optimizer_impl]) * scale
     elif t.optimizer == "sgd":
         update = SGD_BYTES_FP32 * scale
     else:  # adafactor
@@ -100,7 +123,7 @@ def optimizer_bytes_per_param(t: TrainingSpec) -> float:
     return update + grad_passes * b
 
 
-def optimizer_time_s(t: TrainingSpec, gpu: ResolvedGpu, params_trainable: int) -> float:
+def optimizer_time_s(t: TrainingSpec, gpu: ResolvedGpu, params_trainable: int, muon_matrix_share: float = 1.0) -> float:
     """Seconds one GPU spends in the memory-bound optimizer work of one step.
 
     Sharded optimizers (ZeRO-1/2/3, FSDP) update ``1/num_gpus`` of the parameters on each GPU; DDP
@@ -110,7 +133,21 @@ def optimizer_time_s(t: TrainingSpec, gpu: ResolvedGpu, params_trainable: int) -
     if t.offload != "none":
         return 0.0
     params = params_trainable / t.num_gpus if t.sharding_resolved not in ("none", "ddp") else params_trainable
-    return params * optimizer_bytes_per_param(t) / (gpu.hbm_bw_gbps * 1e9 * HBM_ACHIEVED_FRACTION)
+    bytes_per_param = optimizer_bytes_per_param(t, muon_matrix_share)
+    return params * bytes_per_param / (gpu.hbm_bw_gbps * 1e9 * HBM_ACHIEVED_FRACTION)
+
+
+def muon_ns_time_s(t: TrainingSpec, m: ResolvedModel, params_trainable: int, matmul_flops_per_s: float) -> float:
+    """Seconds of Muon's Newton-Schulz matmuls per step (0 for other optimizers), at the run's matmul rate.
+
+    The reference spreads the matrices over the data-parallel ranks and all-gathers the updates, so the
+    whole run's rate applies. From the FLOP count (:func:`.modelshape.newton_schulz_flops`, ``30 h`` per
+    parameter of a square matrix) its share of a step's ``6 N B`` model FLOPs is about ``5 h / B`` for ``B``
+    tokens per step: 0.5% for a 4096-wide model at 4M tokens, 20x the matmul time at 1,000 tokens. (The
+    Gram Newton-Schulz write-up reports 2-17% of wall clock on large runs; not a case here.)"""
+    if t.optimizer != "muon" or t.offload != "none":
+        return 0.0
+    return newton_schulz_flops(m) * params_trainable / m.params_total / matmul_flops_per_s
 
 
 PCIE_GBPS_PER_DIRECTION = {3: 15.75, 4: 31.5, 5: 63.0}
@@ -192,17 +229,21 @@ class StepTimeTerms(BaseModel):
     fixed: float = Field(description="Data loader, Python and launch overhead per step.")
 
 
-def step_time_terms(t: TrainingSpec, gpu: ResolvedGpu, params_total: int, params_trainable: int,
-                    compute_s: float) -> tuple[StepTimeTerms, float, str]:
+def step_time_terms(t: TrainingSpec, gpu: ResolvedGpu, m: ResolvedModel, params_trainable: int,
+                    compute_s: float, matmul_flops_per_s: float) -> tuple[StepTimeTerms, float, str]:
     """The four terms of a cold step (kept to the microsecond), their exact sum in seconds, and a one-line
-    note naming the bytes and the link used."""
-    opt = optimizer_time_s(t, gpu, params_trainable)
-    comm, link = comm_time_s(t, gpu, params_total, params_trainable, compute_s)
+    note naming the bytes and the link used. Muon's Newton-Schulz matmuls go in the optimizer term."""
+    share = muon_share(m) if t.optimizer == "muon" else 1.0
+    ns = muon_ns_time_s(t, m, params_trainable, matmul_flops_per_s)
+    opt = optimizer_time_s(t, gpu, params_trainable, share) + ns
+    comm, link = comm_time_s(t, gpu, m.params_total, params_trainable, compute_s)
     terms = StepTimeTerms(compute=round(compute_s, 6), optimizer=round(opt, 6), comm=round(comm, 6),
                           fixed=FIXED_STEP_S)
-    impl = f"/{t.optimizer_impl}" if t.optimizer == "adamw" else ""
+    impl = f"/{t.optimizer_impl}" if t.optimizer in ("adamw", "lion", "muon") else ""
     opt_note = ("optimizer offloaded to CPU (not modelled)" if t.offload != "none" else
-                f"{t.optimizer}{impl} {optimizer_bytes_per_param(t):g} B/param at "
+                f"{t.optimizer}{impl} {optimizer_bytes_per_param(t, share):.4g} B/param at "
                 f"{HBM_ACHIEVED_FRACTION:g} x {gpu.hbm_bw_gbps:g} GB/s")
+    if ns:
+        opt_note += f" + Newton-Schulz {ns * 1000:.3g} ms"
     note = f"step terms: {opt_note}; comm {link}; fixed {FIXED_STEP_S * 1000:g} ms"
     return terms, compute_s + opt + comm + FIXED_STEP_S, note

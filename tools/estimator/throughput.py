@@ -135,7 +135,7 @@ FLOPs model says microseconds, while launch and framework costs alone take milli
 
 def flops_per_token(m: ResolvedModel, t: TrainingSpec, params_trainable: int) -> FlopsPerToken:
     n = m.matmul_params
-    attention = 12.0 * m.n_layers * m.q_dim * t.seq_len
+    attention = 12.0 * m.n_layers * m.q_dim * t.padded_seq_len
     # LoRA/QLoRA: frozen weights still run forward (2N) and pass gradients to their inputs (2N).
     model = 6.0 * n + attention if t.method == "full" else 4.0 * n + 6.0 * params_trainable + attention
     if t.activation_checkpointing == "selective":
@@ -169,14 +169,17 @@ def cold_estimate(m: ResolvedModel, t: TrainingSpec, gpu: ResolvedGpu, params_tr
         notes.append(f"activation checkpointing: about 20% slower (playbook §4); recompute adds "
                      f"{fpt.hardware / fpt.model - 1:.0%} FLOPs")
     playbook = peak_total * 1e12 * mfu_playbook / fpt.playbook
-    compute_s = t.tokens_per_step / base
+    compute_s = t.compute_tokens_per_step / base
     if compute_s < OVERHEAD_BOUND_STEP_S:
         notes.append(
             f"cold compute time {compute_s * 1000:.3g} ms per step (< {OVERHEAD_BOUND_STEP_S * 1000:g} ms): kernel "
             "launches, the data loader and Python overhead dominate a step this small, not FLOPs, so the "
             "real rate can be 10-1000x lower; measure a probe before trusting time or cost")
-    terms, step_s, terms_note = step_time_terms(t, gpu, m.params_total, params_trainable, compute_s)
+    terms, step_s, terms_note = step_time_terms(t, gpu, m, params_trainable, compute_s, peak_total * 1e12 * mfu)
     base = t.tokens_per_step / step_s
+    if t.tokens_per_step < t.compute_tokens_per_step:
+        notes.append(f"packing=false: {t.padded_seq_len} tokens computed per sample for {t.mean_seq_len} real "
+                     "(mean_seq_len); tokens_per_s counts real tokens")
     if (step_s - compute_s) > 0.1 * step_s:
         notes.append(f"{(step_s - compute_s) / step_s:.0%} of a step is not matmuls ({terms_note})")
     return ThroughputEstimate(
