@@ -220,10 +220,10 @@ def default_in_description(properties: dict[str, Any]) -> None:
         prop["description"] = f"{text}{' ' if text else ''}Default {shown}."
 
 
-SPEC_FIELDS = (
-    "Run spec: model (preset | hf_config path | params_total + shape), training (method full|lora|qlora, "
-    "precision, seq_len, micro_batch, grad_accum, num_gpus, ...), target (target_tokens | target_steps | "
-    "epochs+dataset_tokens). All: preflight://schema/run-spec."
+SPEC_FIELDS = (  # every field is in the resource; this names only what a first spec needs
+    "model (preset|hf_config|params_total+shape), training (method, precision, seq_len, "
+    "micro_batch, grad_accum, num_gpus...), target (target_tokens|target_steps|epochs+dataset_tokens). "
+    "All: preflight://schema/run-spec."
 )
 SPEC_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -251,7 +251,7 @@ GPU_SCHEMA: dict[str, Any] = {
 SpecArg = Annotated[
     dict[str, Any],
     WithJsonSchema(SPEC_SCHEMA),
-    Field(description="Run spec (see estimate_run)."),
+    Field(description="As in estimate_run."),
 ]
 FullSpecArg = Annotated[dict[str, Any], WithJsonSchema(SPEC_SCHEMA), Field(description=SPEC_FIELDS)]
 """The one place the field list is spelled out in ``tools/list`` (on estimate_run), to keep it small."""
@@ -261,10 +261,10 @@ GpuArg = Annotated[
     Field(description='preflight://gpus name, or {gpu_ram_gb, bf16_tflops, hbm_bw_gbps}.'),
 ]
 PriceArg = Annotated[
-    float | None, Field(default=None, description="Machine $/h (Vast dph_total).")
+    float | None, Field(default=None, description="Machine $/h (dph_total).")
 ]
 ChecklistArg = Annotated[
-    str | None, Field(default=None, max_length=64, description="Checklist to attach it to.")
+    str | None, Field(default=None, max_length=64, description="Checklist to attach to.")
 ]
 
 

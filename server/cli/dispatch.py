@@ -53,7 +53,7 @@ def add_parser(sub: Any) -> None:
                              "(default: the command's --logging_steps N, if it has one)")
     launch.add_argument("--expected-tokens-per-s", type=quantity(0, 1e9, "tokens/s"), default=None)
     launch.add_argument("--override", default=None, metavar="REASON", help="launch despite a closed gate")
-    _socket(launch)
+    _socket(launch, host=True)
     launch.add_argument("--json", action="store_true")
     launch.set_defaults(func=run_launch)
 
@@ -63,7 +63,11 @@ def add_parser(sub: Any) -> None:
     h.add_argument("--runs", action="store_true", help="every recorded run (--all implied)")
     h.add_argument("--hang-after-s", type=quantity(0, 86_400, "seconds"), default=None,
                    help="silence that counts as hung (default: 5 median steps of the run's log, >= 60 s; else 300 s)")
-    _socket(h, host=True)
+    _socket(h)
+    h.add_argument("--host", action="append", default=None, metavar="NAME",
+                   help="a registered host (preflight hosts add), reached over ssh; with --all: repeat it to "
+                        "sweep several boxes in parallel")
+    h.add_argument("--all-hosts", action="store_true", help="with --all: every registered host, in parallel")
     h.add_argument("--json", action="store_true")
     h.set_defaults(func=run_heartbeat)
 
@@ -105,7 +109,8 @@ def run_launch(args: argparse.Namespace) -> int:
     launched = launch_run(args.checklist, args.target, args.command, args.kind, log_path=args.log,
                           expected_tokens_per_s=args.expected_tokens_per_s, override_reason=args.override,
                           socket_name=args.socket_name, socket_path=args.socket_path,
-                          log_format=args.log_format, log_regex=args.log_regex, logging_steps=args.logging_steps)
+                          log_format=args.log_format, log_regex=args.log_regex, logging_steps=args.logging_steps,
+                          host=args.host)
     if args.json:
         sys.stdout.write(launched.model_dump_json() + "\n")
     else:
@@ -132,8 +137,13 @@ def run_heartbeat(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.common.errors import PreflightError
     from gpu_preflight.tools.dispatch import heartbeat, heartbeat_all
 
-    if args.host is not None and (args.all or args.runs):
-        raise PreflightError("--host", args.host, "one pane target with --host (--all/--runs over ssh: not yet)")
+    hosts: list[str] | None = ["all"] if args.all_hosts else args.host
+    if hosts is not None and args.runs:
+        raise PreflightError("--host", hosts, "a pane target or --all with --host (--runs over ssh: not yet)")
+    if hosts is not None and args.all:
+        return _sweep_hosts(args, hosts)
+    if args.all_hosts:
+        raise PreflightError("--all-hosts", True, "--all --all-hosts (every pane of every registered host)")
     if args.all or args.runs:  # --runs alone lists every recorded run, as --all --runs does
         report = heartbeat_all(scope="runs" if args.runs else "panes", hang_after_s=args.hang_after_s,
                                socket_name=args.socket_name,
@@ -156,8 +166,26 @@ def run_heartbeat(args: argparse.Namespace) -> int:
     if not args.what:
         raise PreflightError("RUN|TARGET", "(missing)", "a run id (r + 12 hex), a tmux target, --all (every pane) or "
                              "--runs (every recorded run)")
+    if hosts is not None and len(hosts) > 1:
+        raise PreflightError("--host", hosts, "one --host with a pane target (several: --all --host A --host B)")
     is_run = re.fullmatch(r"r[0-9a-f]{12}", args.what) is not None
     hb = heartbeat(args.what if is_run else None, None if is_run else args.what, hang_after_s=args.hang_after_s,
-                   socket_name=args.socket_name, socket_path=args.socket_path, host=args.host)
+                   socket_name=args.socket_name, socket_path=args.socket_path, host=hosts[0] if hosts else None)
     sys.stdout.write((hb.model_dump_json() if args.json else f"{hb.state}: {hb.reason}") + "\n")
+    return 0
+
+
+def _sweep_hosts(args: argparse.Namespace, hosts: list[str]) -> int:
+    """``heartbeat --all --host A --host B`` / ``--all --all-hosts``: every pane of every box, in parallel."""
+    from gpu_preflight.tools.dispatch import heartbeat_all
+
+    report = heartbeat_all(socket_name=args.socket_name, socket_path=args.socket_path,
+                           hosts="all" if hosts == ["all"] else hosts)
+    if args.json:
+        sys.stdout.write(report.model_dump_json() + "\n")
+        return 0
+    for sweep in report.hosts or []:
+        sys.stdout.write(f"{sweep.name}: {sweep.status}: {sweep.reason} ({sweep.panes} panes)\n")
+    for hb in report.heartbeats:
+        sys.stdout.write(f"{hb.host}/{hb.target or hb.pane_id}: {hb.state}: {hb.reason}\n")
     return 0

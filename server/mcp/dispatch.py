@@ -32,12 +32,12 @@ from gpu_preflight.tools.dispatch import (
     wait_idle,
 )
 
-Target = Annotated[str, Field(min_length=1, max_length=200, description="tmux pane: 'session:window.pane' or '%id'.")]
+Target = Annotated[str, Field(min_length=1, max_length=200, description="'session:window.pane' or '%id'.")]
 # The names say it (tmux -L / -S, as the module and agents.md explain); a description on each of the six tools
 # that take them would cost ~500 bytes of every session's tools/list.
 SocketName = Annotated[str | None, Field(default=None, max_length=200)]
 SocketPath = Annotated[str | None, Field(default=None, max_length=1000)]
-HostName = Annotated[str | None, Field(default=None, max_length=64, description="A hosts_add name (over ssh).")]
+HostName = Annotated[str | None, Field(default=None, max_length=64, description="A hosts_add name.")]
 
 
 class PaneList(BaseModel):
@@ -53,7 +53,8 @@ def launch_run(checklist_id: str, target: str, command: str, kind: Literal["prob
                log_path: str | None = None, expected_tokens_per_s: float | None = None,
                override_reason: str | None = None, socket_name: str | None = None,
                socket_path: str | None = None, log_format: str | None = None,
-               log_regex: str | None = None, logging_steps: int | None = None) -> LaunchResult:
+               log_regex: str | None = None, logging_steps: int | None = None,
+               host: str | None = None) -> LaunchResult:
     """Ask the checklist gate first (it raises with what is missing), then dispatch and record the run.
 
     A probe carries the run-calibrated step/time cap from the gate decision."""
@@ -61,7 +62,7 @@ def launch_run(checklist_id: str, target: str, command: str, kind: Literal["prob
     from gpu_preflight.tools.dispatch import launch_command
     from gpu_preflight.tools.dispatch.runs import check_log_layout, check_log_path, run_logging_steps
 
-    check_log_path(log_path)  # before the gate: a refused path leaves no gate decision behind
+    check_log_path(log_path, host=host)  # before the gate: a refused path leaves no gate decision behind
     check_log_layout(log_format, log_regex)
     run_logging_steps(logging_steps, command)
     decision = gate.check(checklist_id, kind, override_reason)  # raises, naming what is missing
@@ -72,7 +73,7 @@ def launch_run(checklist_id: str, target: str, command: str, kind: Literal["prob
         logging_steps=logging_steps, predicted_tokens_per_s=expected_tokens_per_s,
         cap_steps=cap_steps, cap_seconds=cap_minutes * 60 if cap_minutes else None,
         socket_name=socket_name, socket_path=socket_path, checklist_id=checklist_id,
-        override_reason=override_reason,
+        override_reason=override_reason, host=host,
     )
 
 
@@ -90,8 +91,7 @@ def register(mcp: MCPServer) -> None:
         socket_path: SocketPath = None,
         host: HostName = None,
     ) -> Annotated[CallToolResult, DispatchResult]:
-        """Send a shell command or agent prompt (tui) into a tmux pane, proven started; on_busy: while the
-        agent works."""
+        """Type a shell command or agent prompt (tui) into a tmux pane, proven started; on_busy: agent busy."""
         await ctx.report_progress(0, 1, f"dispatching to {target}")
         with tool_errors():
             d = await anyio.to_thread.run_sync(
@@ -115,6 +115,7 @@ def register(mcp: MCPServer) -> None:
         socket_path: SocketPath = None,
         logging_steps: Annotated[int | None, Field(default=None, ge=1, le=10**9,
                                                    description="HF Trainer's, if no progress bar.")] = None,
+        host: HostName = None,
     ) -> Annotated[CallToolResult, LaunchResult]:
         """Gate check for `kind`, then a confirmed launch, recorded as a run (run_id)."""
         await ctx.report_progress(0, 1, f"gate check, then launch into {target}")
@@ -122,7 +123,7 @@ def register(mcp: MCPServer) -> None:
             launched = await anyio.to_thread.run_sync(lambda: launch_run(
                 checklist_id, target, command, kind, log_path=log_path, expected_tokens_per_s=expected_tokens_per_s,
                 override_reason=override_reason, socket_name=socket_name, socket_path=socket_path,
-                logging_steps=logging_steps))
+                logging_steps=logging_steps, host=host))
         await ctx.report_progress(1, 1, launched.dispatch.status)
         run = f"run {launched.run.run_id}" if launched.run else "no run recorded"
         return result(launched, f"{run}: {_dispatch_md(launched.dispatch)}")
@@ -135,7 +136,7 @@ def register(mcp: MCPServer) -> None:
         socket_path: SocketPath = None,
         host: HostName = None,
     ) -> Annotated[CallToolResult, Heartbeat]:
-        """Run (run_id) or pane (target) state with evidence; agents: idle/working/waiting_for_input/exited."""
+        """Run (run_id) or pane (target) state, with evidence."""
         with tool_errors():  # in a thread: over ssh a heartbeat may wait up to its 10 s fault timeout
             hb = await anyio.to_thread.run_sync(
                 lambda: heartbeat(run_id, target, socket_name=socket_name, socket_path=socket_path, host=host))
@@ -149,7 +150,7 @@ def register(mcp: MCPServer) -> None:
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
     ) -> Annotated[CallToolResult, WaitIdleResult]:
-        """After a tui dispatch: wait until the agent's turn ends (or a dialog opens, or it exits)."""
+        """After a tui dispatch: wait for the agent's turn to end (or a dialog, or its exit)."""
         await ctx.report_progress(0, 1, f"waiting for {target} to be idle")
         with tool_errors():
             w = await anyio.to_thread.run_sync(
@@ -158,17 +159,23 @@ def register(mcp: MCPServer) -> None:
         return result(w, f"**{w.state}** after {w.waited_s:.1f} s: {w.reason}\n\n" + "\n".join(w.answer_tail))
 
     @mcp.tool(name="heartbeat_all", annotations=READ_ONLY)
-    def heartbeat_all_tool(
+    async def heartbeat_all_tool(
         scope: Literal["panes", "runs"] = "panes",
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
+        hosts: Annotated[list[Annotated[str, Field(max_length=64)]] | Literal["all"] | None,
+                         Field(default=None, max_length=64, description="hosts_add names, or 'all'.")
+                         ] = None,
     ) -> Annotated[CallToolResult, HeartbeatReport]:
         """Heartbeat of every pane of a tmux server, or of every recorded run."""
         with tool_errors():
-            report = heartbeat_all(scope=scope, socket_name=socket_name, socket_path=socket_path)
-        md = table(["pane/run", "state", "reason"],
-                   [[h.run_id or h.target or h.pane_id, h.state, h.reason] for h in report.heartbeats[:50]])
-        return result(report, md)
+            report = await anyio.to_thread.run_sync(
+                lambda: heartbeat_all(scope=scope, socket_name=socket_name, socket_path=socket_path, hosts=hosts))
+        md = table(["host", "pane/run", "state", "reason"],
+                   [[h.host or "", h.run_id or h.target or h.pane_id, h.state, h.reason]
+                    for h in report.heartbeats[:50]])
+        down = [f"{s.name}: {s.status} ({s.reason})" for s in report.hosts or [] if not s.reachable]
+        return result(report, md + ("\n\nUnreachable: " + "; ".join(down) if down else ""))
 
     @mcp.resource("preflight://runs/{run_id}", mime_type="application/json")
     def run_status(run_id: str) -> str:

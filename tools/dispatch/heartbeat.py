@@ -318,12 +318,16 @@ def heartbeat(run_id: str | None = None, target: str | None = None, *, socket_na
     _check_times(hang_after_s, cpu_sample_s)
     if host is not None:
         if target is None:
-            raise PreflightError("host", host, "a pane target with host (a run's heartbeat over ssh: not yet)")
+            raise PreflightError("host", host, "a pane target with host (a run keeps its host: pass run_id alone)")
         from gpu_preflight.tools.dispatch.remote_beat import remote_pane_heartbeat
 
         return remote_pane_heartbeat(make_tmux(socket_name, socket_path, host=host), validate_any_target(target))
     if run_id is not None:
         run = get_run(run_id)
+        if run.host is not None:  # the run keeps its host: nothing more to name
+            from gpu_preflight.tools.dispatch.remote_beat import remote_run_heartbeat
+
+            return remote_run_heartbeat(run)
         tmux = make_tmux(run.socket_name, run.socket_path)
         snap = scan(tmux, only={run.pane_id} if run.pane_id else set())
         hb, candidate, look = _run_heartbeat(run, snap, tmux, hang_after_s)
@@ -345,16 +349,30 @@ def heartbeat(run_id: str | None = None, target: str | None = None, *, socket_na
 def heartbeat_all(*, socket_name: str | None = None, socket_path: str | None = None,
                   scope: Literal["panes", "runs"] = "panes", hang_after_s: float | None = None,
                   cpu_sample_s: float = DEFAULT_CPU_SAMPLE_S, run_limit: int = 100,
-                  agent_sample_s: float = AGENT_SAMPLE_S) -> HeartbeatReport:
-    """Every pane of one server (``scope="panes"``) or every recorded run (``"runs"``), in one sweep."""
+                  agent_sample_s: float = AGENT_SAMPLE_S, hosts: list[str] | Literal["all"] | None = None,
+                  timeout_s: float | None = None) -> HeartbeatReport:
+    """Every pane of one server (``scope="panes"``) or every recorded run (``"runs"``), in one sweep.
+
+    ``hosts``: every pane of that server on each named registered host (``"all"``: every one), swept in
+    parallel within ``timeout_s`` (default: the ssh runner's 10 s), with ``hosts`` saying which answered
+    (:mod:`.remote_fleet`)."""
     if scope not in ("panes", "runs"):
         raise PreflightError("scope", scope, "panes or runs")
+    if hosts is not None:
+        if scope != "panes":
+            raise PreflightError("scope", scope, "panes with hosts (recorded runs over ssh: not yet)")
+        from gpu_preflight.tools.dispatch.remote_fleet import fleet_heartbeats
+        from gpu_preflight.tools.hosts.ssh import DEFAULT_TIMEOUT_S
+
+        return fleet_heartbeats(hosts, socket_name=socket_name, socket_path=socket_path,
+                                timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
     _check_times(hang_after_s, cpu_sample_s)
     started = time.monotonic()
     results: list[Checked] = []
     looks: dict[tuple[str | None, str | None], tuple[Tmux, list[AgentLook]]] = {}
     stats: dict[int, procfs.ProcStat] = {}
     pane_count = 0
+    remote: list[Heartbeat] = []  # runs on registered hosts (scope runs)
     if scope == "panes":
         tmux = make_tmux(socket_name, socket_path)
         snap = scan(tmux)
@@ -365,6 +383,11 @@ def heartbeat_all(*, socket_name: str | None = None, socket_path: str | None = N
     else:
         by_server: dict[tuple[str | None, str | None], list[RunRecord]] = {}
         for run in list_runs(run_limit):
+            if run.host is not None:  # on its box, never judged against this machine's panes
+                from gpu_preflight.tools.dispatch.remote_beat import remote_run_heartbeat
+
+                remote.append(remote_run_heartbeat(run))
+                continue
             by_server.setdefault((run.socket_name, run.socket_path), []).append(run)
         for (name, path), runs in by_server.items():
             tmux = make_tmux(name, path)
@@ -377,5 +400,6 @@ def heartbeat_all(*, socket_name: str | None = None, socket_path: str | None = N
     _sample_cpu([candidate for _, candidate, _ in results if candidate], stats, cpu_sample_s)
     for tmux, pending in looks.values():  # one sleep for all; see agentbeat.sample_agents
         sample_agents(tmux, pending, agent_sample_s if pending else 0.0)
-    return HeartbeatReport(heartbeats=[hb for hb, _, _ in results], pane_count=pane_count,
+    return HeartbeatReport(heartbeats=[hb for hb, _, _ in results] + remote,
+                           pane_count=pane_count,
                            scan_ms=round((time.monotonic() - started) * 1000.0, 2))

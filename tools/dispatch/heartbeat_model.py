@@ -24,6 +24,7 @@ class Heartbeat(BaseModel):
     reason: str
     pane_id: str | None = None
     target: str | None = Field(default=None, description="session:window.pane when last seen")
+    host: str | None = Field(default=None, description="the registered host the pane is on (None: this machine)")
     run_id: str | None = None
     job_id: str | None = None
     current_command: str | None = None
@@ -49,9 +50,20 @@ class Heartbeat(BaseModel):
     evidence: list[str] = Field(default_factory=list)
 
 
+class HostSweep(BaseModel):
+    """One host of a fleet sweep: whether it answered, and how many panes it has."""
+
+    name: str
+    reachable: bool
+    status: str = Field(description="ok, or the fault (host_unreachable, auth_refused, tmux_missing, ...)")
+    reason: str
+    panes: int = 0
+
+
 class HeartbeatReport(BaseModel):
     """``heartbeat_all``: one entry per pane or run, and what the sweep cost."""
 
     heartbeats: list[Heartbeat]
     scan_ms: float
     pane_count: int
+    hosts: list[HostSweep] | None = Field(default=None, description="a sweep over hosts: one entry per host")

@@ -24,6 +24,7 @@ from gpu_preflight.tools.dispatch.models import DispatchResult
 from gpu_preflight.tools.dispatch.sanitize import sanitize_text
 from gpu_preflight.tools.dispatch.schema import open_db
 from gpu_preflight.tools.dispatch.target import is_pane_spec, make_tmux, resolve_pane_id, validate_any_target
+from gpu_preflight.tools.dispatch.tmuxcmd import HostUnreachable
 
 RunKind = Literal["probe", "full"]
 RUN_KINDS: tuple[RunKind, ...] = ("probe", "full")
@@ -38,6 +39,7 @@ class RunRecord(BaseModel):
     pane_id: str | None = None
     socket_name: str | None = None
     socket_path: str | None = None
+    host: str | None = Field(default=None, description="the registered host whose tmux runs it (None: this machine)")
     command: str
     kind: RunKind
     job_id: str | None = Field(default=None, description="the wrapper's job id (start/exit records)")
@@ -91,6 +93,7 @@ def record_run(
     log_regex: str | None = None,
     logging_steps: int | None = None,
     audit_id: int | None = None,
+    host: str | None = None,
 ) -> RunRecord:
     """Store a run and return it (with its new ``run_id``); ``logging_steps``: :func:`run_logging_steps`."""
     if kind not in RUN_KINDS:
@@ -106,7 +109,7 @@ def record_run(
         log_path=log_path, predicted_tokens_per_s=predicted_tokens_per_s, cap_steps=cap_steps,
         cap_seconds=cap_seconds, checklist_id=checklist_id, override_reason=override_reason,
         dispatch_status=dispatch_status, audit_id=audit_id, log_format=log_format, log_regex=log_regex,
-        logging_steps=every, logging_steps_source=every_source,
+        logging_steps=every, logging_steps_source=every_source, host=host,
     )
     data = record.model_dump()
     columns = ", ".join(data)
@@ -142,7 +145,7 @@ def list_runs(limit: int = 100) -> list[RunRecord]:
     return [RunRecord(**dict(row)) for row in rows]
 
 
-def check_log_path(log_path: str | None, field: str = "log_path") -> None:
+def check_log_path(log_path: str | None, field: str = "log_path", *, host: str | None = None) -> None:
     """Refuse a run's log path that could never be a log: a NUL, outside ``--allow-path``, not a regular file.
 
     Why at launch: the heartbeat and ``run_check`` read this path for the whole run; a FIFO there blocks
@@ -159,6 +162,8 @@ def check_log_path(log_path: str | None, field: str = "log_path") -> None:
         return
     if "\x00" in log_path or not log_path.strip():
         raise PreflightError(field, log_path, "a file path without NUL bytes")
+    if host is not None:
+        return  # a path on the box: nothing here to look up (and it is not read over ssh yet)
     check_allowed(log_path, field=field)
     try:
         mode = os.stat(log_path).st_mode
@@ -230,6 +235,7 @@ def launch_command(
     gate: Callable[[], None] | None = None,
     checklist_id: str | None = None,
     override_reason: str | None = None,
+    host: str | None = None,
     **dispatch_options: Any,
 ) -> LaunchResult:
     """Call ``gate()`` (it refuses by raising), dispatch ``command`` as a shell job, record the run.
@@ -241,6 +247,9 @@ def launch_command(
     ``target`` may be any form tmux takes (``probe:cap``, ``session:window``, ``%3``): a form that does
     not name one pane by itself is resolved once to its ``%id`` (the window's active pane now), and the
     run records both.
+
+    ``host``: the pane is on that registered box; the keys go through :mod:`.remote_send` and the run keeps
+    the host. Its ``log_path`` is a path on the box: checked for form only (it is not read over ssh yet).
     """
     if kind not in RUN_KINDS:
         raise PreflightError("kind", kind, "probe or full")
@@ -249,20 +258,25 @@ def launch_command(
     # and the error names ``command`` (dispatch() would call it ``text``).
     if not sanitize_text(command, dispatch_options.get("controls", "reject"), field="command").strip():
         raise PreflightError("command", command, "a non-empty shell command")
-    check_log_path(log_path)
+    check_log_path(log_path, host=host)
     check_log_layout(log_format, log_regex)
     run_logging_steps(logging_steps, command)  # refused before the gate and the keys, not after
+    tmux = make_tmux(socket_name, socket_path, host=host)  # an unregistered host: refused before the gate
     if gate is not None:
         gate()
     pane = target
     if not is_pane_spec(target):
-        found = resolve_pane_id(make_tmux(socket_name, socket_path), target)
+        try:
+            found = resolve_pane_id(tmux, target)
+        except HostUnreachable as exc:
+            return LaunchResult(dispatch=DispatchResult(status="refused", target=target, mode="shell",
+                                                        reason=f"{exc.status}: {exc.reason} (nothing was typed)"))
         if found is None:
             return LaunchResult(dispatch=DispatchResult(
                 status="refused", target=target, mode="shell",
                 reason=f"no pane for {target!r} on this tmux server (no such session or window, or wrong socket)"))
         pane = found
-    result = dispatch(pane, command, "shell", socket_name=socket_name, socket_path=socket_path,
+    result = dispatch(pane, command, "shell", socket_name=socket_name, socket_path=socket_path, host=host,
                       **dispatch_options)
     result.target = target
     if result.status not in {"submitted", "unconfirmed"}:
@@ -273,5 +287,6 @@ def launch_command(
         predicted_tokens_per_s=predicted_tokens_per_s, cap_steps=cap_steps, cap_seconds=cap_seconds,
         checklist_id=checklist_id, override_reason=override_reason, dispatch_status=result.status,
         audit_id=result.audit_id, log_format=log_format, log_regex=log_regex, logging_steps=logging_steps,
+        host=host,
     )
     return LaunchResult(dispatch=result, run=run)

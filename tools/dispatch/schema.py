@@ -70,6 +70,11 @@ SCRIPTS: list[str] = [
     ALTER TABLE dispatch_runs ADD COLUMN logging_steps INTEGER;
     ALTER TABLE dispatch_runs ADD COLUMN logging_steps_source TEXT;
     """,
+    # A run launched on a registered host keeps it (issue 17): its heartbeat then looks at that box's pane,
+    # never at a pane with the same id on this machine.
+    """
+    ALTER TABLE dispatch_runs ADD COLUMN host TEXT;
+    """,
 ]
 
 

@@ -392,9 +392,13 @@ def resolve_run(run_id: str, overrides: dict[str, Any], *, with_heartbeat: bool 
             "predicted_tokens_per_s": record.predicted_tokens_per_s,
             "started_at_epoch_s": record.started_at_epoch_s, "cap_steps": record.cap_steps,
             "cap_seconds": record.cap_seconds, "tokens_per_step": per_step}
-    from_record = record.log_path is not None and not given.get("log_path")
-    inputs = make_inputs({k: v for k, v in base.items() if v is not None} | given | {"log_from_record": from_record})
     notes: list[str] = []
+    if getattr(record, "host", None) is not None and record.log_path is not None:  # a path on the box (issue 17)
+        base["log_path"] = None
+        notes.append(f"the run is on host {record.host}: its log {record.log_path} is on that box, and remote "
+                     "logs are not read yet (copy it here and pass log_path)")
+    from_record = base["log_path"] is not None and not given.get("log_path")
+    inputs = make_inputs({k: v for k, v in base.items() if v is not None} | given | {"log_from_record": from_record})
     hb: dict[str, Any] | None = None
     if not with_heartbeat:
         return inputs, None, notes, str(record.kind)
