@@ -102,7 +102,8 @@ def fleet_heartbeats(hosts: list[str] | Literal["all"], *, socket_name: str | No
     if not names:
         raise PreflightError("hosts", hosts, "one or more registered host names, or 'all' with hosts registered",
                              "register the host first")
-    tmuxes = [make_tmux(socket_name, socket_path, host=name) for name in names]  # unknown names: refused here
+    tmuxes = [make_tmux(socket_name, socket_path, host=name, host_field="hosts")  # unknown names: refused here
+              for name in names]
     started = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=len(tmuxes), thread_name_prefix="pf-sweep")
     futures: list[Future[tuple[list[Heartbeat], HostSweep]]] = [

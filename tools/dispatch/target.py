@@ -58,14 +58,14 @@ def validate_any_target(target: str) -> str:
 
 
 def make_tmux(socket_name: str | None = None, socket_path: str | None = None, timeout_s: float | None = None,
-              host: str | None = None) -> Tmux:
+              host: str | None = None, host_field: str = "host") -> Tmux:
     """A :class:`Tmux` for ``-L socket_name`` or ``-S socket_path`` (validated there), on the registered
     ``host`` when one is named (refused, naming the field, when it is not registered)."""
     box = None
     if host is not None:
         from gpu_preflight.tools.hosts.registry import get_host
 
-        box = get_host(host)
+        box = get_host(host, host_field)
     if timeout_s is None:
         return Tmux(socket_name=socket_name, socket_path=socket_path, host=box)
     return Tmux(socket_name=socket_name, socket_path=socket_path, timeout_s=timeout_s, host=box)

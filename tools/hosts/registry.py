@@ -58,14 +58,14 @@ class Host(BaseModel):
     options: dict[str, str] = Field(default_factory=dict, description="Extra ssh -o KEY=VALUE.")
 
 
-def check_name(name: str) -> str:
+def check_name(name: str, field: str = "name") -> str:
     """A host name: letters, digits, ``.``, ``_``, ``-`` (a Vast instance id is one), at most 64.
 
     >>> check_name("vast-12345")
     'vast-12345'
     """
     if not NAME_RE.fullmatch(name):
-        raise PreflightError("name", name, "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise PreflightError(field, name, "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     return name
 
 
@@ -144,13 +144,13 @@ def list_hosts() -> list[Host]:
                  options=json.loads(r["options_json"])) for r in rows]
 
 
-def get_host(name: str) -> Host:
-    """The registered host ``name``; refused with the names that exist."""
-    check_name(name)
+def get_host(name: str, field: str = "name") -> Host:
+    """The registered host ``name``; refused with the names that exist (``field``: what the caller calls it)."""
+    check_name(name, field)
     hosts = {h.name: h for h in list_hosts()}
     if name not in hosts:
         known = ", ".join(sorted(hosts)[:10]) or "none yet"
-        raise PreflightError("name", name, f"a registered host ({known})", "not registered: add it first")
+        raise PreflightError(field, name, f"a registered host ({known})", "not registered: add it first")
     return hosts[name]
 
 
