@@ -239,15 +239,27 @@ def test_table_mig_box_is_not_read_as_gpus() -> None:
     assert [(p.pid, p.gi_id, p.ci_id, p.fb_mib) for p in r.processes] == [(41234, 1, 0, 12.0), (41240, 2, 0, 24.0)]
 
 
+def _loop_l5() -> str:
+    """``nvidia-smi -l 5 | tee`` as a user captures it: a prompt line, three tables 5 s apart, a trailing ``^C``.
+
+    Built from our own 470 table (the loop layout is the single table repeated under its date line),
+    so no line of a found capture is copied here.
+    """
+    table = (OWN / "table_470_v100x2.txt").read_text()
+    first = table.splitlines()[0]
+    tables = [table.replace(first, f"Mon Mar  4 09:15:{s:02d} 2024       ", 1) for s in (2, 7, 12)]
+    return "user@node:~$ nvidia-smi -l 5 | tee smi.log\n" + "".join(tables) + "^C\n"
+
+
 def test_table_loop_l5_is_a_time_series() -> None:
-    r = ingest(OWN / "table_550_h100x2_loop_l5.txt")
+    r = ingest(_loop_l5())
     assert (r.format, len(r.samples), r.skipped_lines) == ("nvidia_smi_table", 6, 2)  # the prompt and the ^C
     assert [(s.gpu_index, s.seq, s.timestamp) for s in r.gpu_samples()] == [
-        (0, 0, "2025-03-12T10:00:00"), (1, 0, "2025-03-12T10:00:00"), (0, 1, "2025-03-12T10:00:05"),
-        (1, 1, "2025-03-12T10:00:05"), (0, 2, "2025-03-12T10:00:10"), (1, 2, "2025-03-12T10:00:10")]
-    assert reading(gpu(r, 1, 1)) == (None, 52.0, "P0", 398.0, 700.0, 61188.0, 81559.0, 97.0)
+        (0, 0, "2024-03-04T09:15:02"), (1, 0, "2024-03-04T09:15:02"), (0, 1, "2024-03-04T09:15:07"),
+        (1, 1, "2024-03-04T09:15:07"), (0, 2, "2024-03-04T09:15:12"), (1, 2, "2024-03-04T09:15:12")]
+    assert reading(gpu(r, 0, 1)) == (None, 34.0, "P0", 56.0, 300.0, 15012.0, 16160.0, 87.0)  # as printed
     assert [(p.seq, p.gpu_index, p.pid, p.fb_mib) for p in r.processes] == [
-        (0, 0, 20001, 514.0), (1, 0, 20001, 61220.0), (1, 1, 20002, 61180.0)]  # table 2: "No running processes"
+        (0, 0, 12345, 15009.0), (1, 0, 12345, 15009.0), (2, 0, 12345, 15009.0)]
     assert [p.t_s for p in build_timeline(r.gpu_samples(), []).gpu] == [0.0, 0.0, 5.0, 5.0, 10.0, 10.0]
 
 
@@ -260,7 +272,7 @@ def test_a_table_without_date_line_does_not_inherit_the_last_one() -> None:
 
 
 def test_table_streamed_in_pieces_matches_whole(tmp_path: Path) -> None:
-    text = (OWN / "table_550_h100x2_loop_l5.txt").read_text()
+    text = _loop_l5()
     log = tmp_path / "smi.log"
     log.write_text("")
     got: list[Any] = []
@@ -347,12 +359,12 @@ def test_cli_table_pmon_and_columns() -> None:
 
 @pytest.mark.anyio
 async def test_mcp_ingest_table_processes_and_columns(mcp_client: Client) -> None:
-    text = (OWN / "table_550_h100x2_loop_l5.txt").read_text()
+    text = _loop_l5()
     result = await mcp_client.call_tool("ingest_nvidia_smi", {"text": text, "max_samples": 2})
     sc = result.structured_content
     assert result.is_error is False and sc is not None
     assert (sc["format"], sc["sample_count"], sc["summary"]["gpu_count"]) == ("nvidia_smi_table", 6, 2)
-    assert [p["pid"] for p in sc["processes"]] == [20001, 20002]  # the last ones, capped like the samples
+    assert [(p["seq"], p["pid"]) for p in sc["processes"]] == [(1, 12345), (2, 12345)]  # the last, capped
     noheader = (OWN / "query_csv_noheader_units_a100x2.txt").read_text()
     refused = await mcp_client.call_tool("ingest_nvidia_smi", {"text": noheader})
     assert refused.is_error is True

@@ -21,21 +21,21 @@ The "Processes:" box becomes :class:`ProcessSample` records in :attr:`TableParse
 (``ProcessSample.seq`` is the table number); a memory cell nvidia-smi cut short (``13319...``)
 is ``None``. The ``MIG devices:`` box is recognised and not read.
 
->>> text = '''Wed Apr  9 10:26:15 2025
-... | NVIDIA-SMI 535.183.01             Driver Version: 535.183.01   CUDA Version: 12.2     |
-... | GPU  Name                 Persistence-M | Bus-Id        Disp.A | Volatile Uncorr. ECC |
-... |=========================================+======================+======================|
-... |   0  NVIDIA GeForce RTX 3090        Off | 00000000:04:00.0 Off |                  N/A |
-... | 30%   60C    P2             246W / 350W |  17430MiB / 24576MiB |     48%      Default |
-... | Processes:                                                                            |
-... |=======================================================================================|
-... |    0   N/A  N/A      4242      C   python                                   17420MiB |'''
+>>> text = '''Mon Mar  4 09:15:02 2024
+... | NVIDIA-SMI 470.82.01    Driver Version: 470.82.01    CUDA Version: 11.4     |
+... | GPU  Name        Persistence-M| Bus-Id        Disp.A | Volatile Uncorr. ECC |
+... |===============================+======================+======================|
+... |   0  Tesla V100-SXM2...  On   | 00000000:00:1E.0 Off |                    0 |
+... | N/A   34C    P0    56W / 300W |  15012MiB / 16160MiB |     87%      Default |
+... | Processes:                                                                  |
+... |=============================================================================|
+... |    0   N/A  N/A     12345      C   /usr/bin/python3                15009MiB |'''
 >>> parser = TableParser()
 >>> [(s.gpu_index, s.timestamp, s.fan_pct, s.temp_c, s.power_w, s.mem_used_mib, s.gpu_util_pct)
 ...  for s in parser.feed_text(text)]
-[(0, '2025-04-09T10:26:15', 30.0, 60.0, 246.0, 17430.0, 48.0)]
+[(0, '2024-03-04T09:15:02', None, 34.0, 56.0, 15012.0, 87.0)]
 >>> [(p.gpu_index, p.pid, p.type, p.command, p.fb_mib) for p in parser.processes]
-[(0, 4242, 'C', 'python', 17420.0)]
+[(0, 12345, 'C', '/usr/bin/python3', 15009.0)]
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ _BODY_OF: dict[_State, _State] = {"gpu_head": "gpu_body", "proc_head": "proc_bod
 def table_date_to_iso(text: str) -> str | None:
     """nvidia-smi's date line (C ``ctime`` layout) -> ISO 8601 without a zone; ``None`` if not one.
 
-    >>> table_date_to_iso("Wed Apr  9 10:26:15 2025       ")
-    '2025-04-09T10:26:15'
+    >>> table_date_to_iso("Mon Mar  4 09:15:02 2024       ")
+    '2024-03-04T09:15:02'
     """
     match = _DATE_LINE.match(text.strip())
     if not match:
