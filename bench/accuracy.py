@@ -45,8 +45,17 @@ from gpu_preflight.tools.estimator.modelshape import resolve_model
 from gpu_preflight.tools.estimator.spec import parse_spec
 from gpu_preflight.tools.estimator.throughput import SCENARIO_FACTORS
 
-CASES_PATH = Path(__file__).resolve().parent / "cases" / "published.json"
-MEASURED_PATH = CASES_PATH.with_name("measured.json")  # written by bench/measure_grid.py on a GPU
+CASES_DIR = Path(__file__).resolve().parent / "cases"
+CASES_PATH = CASES_DIR / "published.json"
+MEASURED_PATH = CASES_DIR / "measured.json"  # written by bench/measure_grid.py on a GPU
+CATEGORIES = ("single_gpu_finetune", "multi_gpu_finetune", "multi_gpu_pretrain", "other")
+"""Reported apart because they fail differently: a single-GPU fine-tune is small steps on one card where the
+optimizer update and fixed costs weigh; multi-GPU pretraining is large steps on tuned stacks."""
+
+
+def published_paths() -> list[Path]:
+    """Every ``published*.json`` in bench/cases/ (one file per batch of sources), in name order."""
+    return sorted(CASES_DIR.glob("published*.json"))
 SPEC_KEYS = ("model", "training", "target", "overheads", "baseline")
 MEMORY_WHAT = ("max_memory_allocated", "max_memory_reserved", "nvidia-smi")
 THROUGHPUT_WHAT = ("tokens_per_s_per_gpu", "tokens_per_s_total", "mfu", "gpu_hours")
@@ -73,6 +82,7 @@ class Row:
     path: str
     tags: list[str]
     suspect: bool = False
+    category: str = "other"
     peers: dict[str, float | None] = field(default_factory=dict)
 
     def err(self, value: float | None) -> float | None:
@@ -134,7 +144,7 @@ def evaluate_case(case: dict[str, Any]) -> tuple[Row, peers.PeerFacts]:
                 "nvidia-smi": g.nvml_used_gb}[what]
         row = Row(case["id"], "memory", what, gpu_label, float(meas["value"]) * UNIT_TO_GB[meas["unit"]], ours,
                   g.playbook.total_gb, g.required_gb, None, None, "memory.gpu: refined component model", tags,
-                  case.get("quality") == "suspect")
+                  case.get("quality") == "suspect", case.get("category", "other"))
         target_tokens = int(case.get("target", {}).get("target_tokens", 0))
     else:
         tp = est.throughput
@@ -155,7 +165,8 @@ def evaluate_case(case: dict[str, Any]) -> tuple[Row, peers.PeerFacts]:
         path = f"throughput: {tp.method}" + (f" (mfu {tp.mfu_assumed})" if tp.mfu_assumed else
                                              f" (eff {tp.efficiency_factor})")
         row = Row(case["id"], "throughput", what, gpu_label, measured, ours, tp.tokens_per_s_playbook, None,
-                  s.pessimistic, s.optimistic, path, tags, case.get("quality") == "suspect")
+                  s.pessimistic, s.optimistic, path, tags, case.get("quality") == "suspect",
+                  case.get("category", "other"))
         target_tokens = int(case.get("target", {}).get("target_tokens", 0))
     facts = peers.facts_for(case["id"], case["kind"], gpu_label, spec, m, p_train, target_tokens)
     return row, facts
@@ -279,6 +290,7 @@ def print_report(rows: list[Row], peer_names: list[str], out: Any = sys.stdout) 
                 peer_med = statistics.median(abs(r.err(r.peers[peer]) or 0.0) for r in both)
                 print(f"  head to head with {peer} on its {len(both)} case(s): ours {ours_med:.1f}%, "
                       f"{peer} {peer_med:.1f}%", file=out)
+        print_categories(krows, kind, summary, out)
         groups: dict[str, list[float]] = {}
         for r in krows:
             e = r.err(r.ours)
@@ -289,10 +301,31 @@ def print_report(rows: list[Row], peer_names: list[str], out: Any = sys.stdout) 
     return summary
 
 
+def print_categories(krows: list[Row], kind: str, summary: dict[str, list[Score]], out: Any) -> None:
+    """Ours per category (all cases, then without suspect sources), one line each; kept in ``summary``."""
+    print(f"{kind} by category (ours; all cases | excluding suspect sources):", file=out)
+    for cat in CATEGORIES:
+        rows = [r for r in krows if r.category == cat]
+        everything, trusted = score(rows, "ours"), score([r for r in rows if not r.suspect], "ours")
+        if everything is None:
+            continue
+        summary[f"{kind}_{cat}"] = [everything]
+        line = f"  {cat:<20} {_line(everything)}"
+        if trusted is not None and trusted.n != everything.n:
+            summary[f"{kind}_{cat}_trusted"] = [trusted]
+            line += f"  |  {_line(trusted)}"
+        print(line, file=out)
+
+
+def _line(s: Score) -> str:
+    extra = f" in-range {s.in_range:.0%}" if s.in_range is not None else ""
+    return f"median {s.median_abs:5.1f}% p90 {s.p90_abs:6.1f}% bias {s.median_signed:+6.1f}% n={s.n}{extra}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--cases", type=Path, nargs="+", default=None,
-                    help="case files (default: bench/cases/published.json, plus measured.json when present)")
+                    help="case files (default: bench/cases/published*.json, plus measured.json when present)")
     ap.add_argument("--kind", choices=KINDS, help="only memory or only throughput cases")
     ap.add_argument("--peers", action="store_true", help="also run the peer estimators")
     ap.add_argument("--peer-python", default=os.environ.get("PREFLIGHT_PEER_PYTHON"),
@@ -300,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write rows and summary as JSON here")
     args = ap.parse_args(argv)
 
-    paths: list[Path] = args.cases or [CASES_PATH] + ([MEASURED_PATH] if MEASURED_PATH.exists() else [])
+    paths: list[Path] = args.cases or published_paths() + ([MEASURED_PATH] if MEASURED_PATH.exists() else [])
     cases = [c for p in paths for c in load_cases(p) if args.kind is None or c["kind"] == args.kind]
     rows: list[Row] = []
     facts: list[peers.PeerFacts] = []

@@ -14,7 +14,8 @@ from gpu_preflight.tools.estimator.spec import parse_spec
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 SPEC_KEYS = {"model", "training", "target", "overheads", "baseline"}
 CASE_KEYS = SPEC_KEYS | {"id", "kind", "gpu", "measured", "source", "notes", "tags", "flops_basis", "quality",
-                         "quality_note"}
+                         "quality_note", "category"}
+CATEGORIES = {"single_gpu_finetune", "multi_gpu_finetune", "multi_gpu_pretrain", "other"}
 MEMORY = {"max_memory_allocated": {"GB", "GiB", "MB", "MiB"}, "max_memory_reserved": {"GB", "GiB", "MB", "MiB"},
           "nvidia-smi": {"GB", "GiB", "MB", "MiB"}}
 THROUGHPUT = {"tokens_per_s_per_gpu": {"tokens/s"}, "tokens_per_s_total": {"tokens/s"}, "mfu": {"fraction"},
@@ -27,6 +28,7 @@ def check_case(case: dict[str, Any]) -> None:
     for key in ("id", "kind", "gpu", "measured", "source", "notes", "model", "training", "target"):
         assert key in case, key
     assert case["kind"] in ("memory", "throughput")
+    assert case.get("category", "other") in CATEGORIES, case.get("category")
     assert isinstance(case["source"], str) and len(case["source"].strip()) >= 40, "cite paper+table / page+section"
     assert isinstance(case["notes"], str) and case["notes"].strip()
     measured = case["measured"]
@@ -41,8 +43,8 @@ def check_case(case: dict[str, Any]) -> None:
         assert case.get("flops_basis") in ("model", "hardware")
     if measured["what"] == "gpu_hours":
         assert "target_tokens" in case["target"], "GPU-hours are converted with the token count"
-    if case.get("quality") is not None:
-        assert case["quality"] == "suspect" and case.get("quality_note")
+    if case.get("quality") is not None:  # suspect: the figure itself is doubtful; forum: one user's report
+        assert case["quality"] in ("suspect", "forum") and case.get("quality_note")
     spec = {k: case[k] for k in SPEC_KEYS if k in case}
     parse_spec(spec)
     est = estimate_run(spec, case["gpu"])

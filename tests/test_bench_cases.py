@@ -19,7 +19,7 @@ from helpers_cases import check_case, load_bench_module
 from gpu_preflight.tools.estimator.throughput import SCENARIO_FACTORS
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES_FILE = ROOT / "bench" / "cases" / "published.json"
+CASE_FILES = sorted((ROOT / "bench" / "cases").glob("published*.json"))  # one file per batch of sources
 MEASURED_FILE = ROOT / "bench" / "cases" / "measured.json"  # bench/measure_grid.py's output, once a GPU ran it
 
 
@@ -32,7 +32,7 @@ def _cases(path: Path) -> list[dict[str, Any]]:
     return cases
 
 
-PUBLISHED = _cases(CASES_FILE)
+PUBLISHED = [c for path in CASE_FILES for c in _cases(path)]
 CASES = PUBLISHED + _cases(MEASURED_FILE)
 
 

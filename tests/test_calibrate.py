@@ -225,7 +225,10 @@ def test_replay_a_growing_log_through_the_run_check(tmp_path: Path) -> None:
     first, last = checks[0], checks[-1]
     # One complete window only: the two-window throughput rule cannot fire yet. The metric moved and the
     # early checkpoint passed an hour ago on the wall clock (not the log's), so no_metric_movement is clear.
-    assert [t.status for t in first.triggers] == ["clear", "no_data", "no_data", "clear"]
+    # The one complete window is already below 80 % of predicted: pending (not clear), the ratio shown.
+    assert [t.status for t in first.triggers] == ["pending", "no_data", "no_data", "clear"]
+    assert first.triggers[0].message.startswith("throughput at 67% of predicted in windows [0]; the rule needs 2")
+    assert "throughput_below_predicted: throughput at 67% of predicted" in first.decision.reason
     assert last.fired == ["throughput_below_predicted"]
     throughput = last.triggers[0]
     assert throughput.evidence["windows"] == [0, 1] and throughput.evidence["ratios"] == [0.6709, 0.6711]

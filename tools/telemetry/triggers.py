@@ -137,6 +137,15 @@ def check_throughput(series: WindowSeries, prediction: Prediction, config: Trigg
                 evidence=evidence,
                 message=f"throughput at {ratios} of predicted in windows {[i for i, _, _ in run]}",
             )
+    if streak:  # the latest complete windows are below the line, but fewer than the rule needs: not clear
+        ratios = ", ".join(f"{r:.0%}" for _, r, _ in streak)
+        return TriggerResult(
+            name="throughput_below_predicted", rule=rule, status="pending", window_index=streak[-1][0],
+            evidence={"windows": [i for i, _, _ in streak], "ratios": [round(r, 4) for _, r, _ in streak],
+                      "ratio_min": ratio_min},
+            message=f"throughput at {ratios} of predicted in windows {[i for i, _, _ in streak]}; the rule "
+                    f"needs {needed} adjacent complete windows below {ratio_min:.0%}",
+        )
     status: TriggerStatus = "clear" if measured_any else "no_data"
     message = (
         "throughput at or above the line"
