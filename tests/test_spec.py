@@ -74,7 +74,7 @@ BAD_SPECS: list[tuple[str, Any, str, str]] = [
     ("model.params_total", 0, "spec.model.params_total", "greater than 0"),
     ("training.global_batch", 7, "spec.training", "global_batch=7"),
     ("training.method", "lora", "spec.training", "lora_rank"),
-    ("training.precision", "int4", "spec.training.precision", "'bf16', 'fp16' or 'fp32'"),
+    ("training.precision", "int4", "spec.training.precision", "'bf16', 'fp16', 'fp32' or 'fp8'"),
     ("target.target_steps", ..., "spec.target", "exactly one of"),
     ("training.micro_batch_size", 4, "spec.training.micro_batch_size", "Extra inputs are not permitted"),
     ("overheads.setup_debug_hours", -2.0, "spec.overheads.setup_debug_hours", "greater than or equal to 0"),

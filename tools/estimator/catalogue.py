@@ -90,6 +90,9 @@ class ResolvedGpu(BaseModel):
     fp16_tflops: float | None
     fp32_tflops: float | None
     hbm_bw_gbps: float
+    fp8_tflops: float | None = Field(default=None, description="Dense FP8 tensor peak; None: no FP8 tensor cores.")
+    pcie_measured_gbps: float | None = Field(
+        default=None, description="Host<->GPU bandwidth an offer measured (Vast pcie_bw), for the comm term.")
     tflops_source: TflopsSource
     source: str
     cpu_ram_gb: float | None = None
@@ -97,7 +100,10 @@ class ResolvedGpu(BaseModel):
     inet_down_mbps: float | None = None
 
     def peak_tflops(self, precision: str) -> tuple[float, str]:
-        """Dense peak for the training precision, and a note when a fallback was needed."""
+        """Dense peak for the training precision, and a note when a fallback was needed. fp8 runs on the bf16
+        peak: its float8 matmuls are a measured speed-up on top (:data:`.throughput.FP8_SPEEDUP`)."""
+        if precision == "fp8":
+            precision = "bf16"
         if precision == "bf16" and self.bf16_tflops:
             return self.bf16_tflops, ""
         if precision == "bf16" and self.fp16_tflops:
@@ -180,7 +186,8 @@ def from_catalogue(row: GpuModel, gpu_ram_gb_hint: float | None = None) -> Resol
     usable = mib * MIB_TO_GB if mib else ram_gb
     return ResolvedGpu(
         name=row.name, architecture=row.architecture, gpu_ram_gb=round(usable, 2), bf16_tflops=row.bf16_tflops,
-        fp16_tflops=row.fp16_tflops, fp32_tflops=row.fp32_tflops, hbm_bw_gbps=bw, tflops_source="catalogue",
+        fp16_tflops=row.fp16_tflops, fp32_tflops=row.fp32_tflops, hbm_bw_gbps=bw, fp8_tflops=row.fp8_tflops,
+        tflops_source="catalogue",
         source=row.source,
     )
 

@@ -31,6 +31,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from gpu_preflight.tools.estimator.memory_knobs import eval_transient_bytes, qlora_frozen_bytes
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel, muon_share
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
@@ -43,8 +44,6 @@ ALLOCATOR_RESERVE_RATIO = 0.08
 """Reserved over allocated: torchtune PR #527 saw 14.0 GB allocated vs 16.0 reserved; 5-15% is usual."""
 CUDA_CONTEXT_GB = 0.6
 """CUDA context and kernels with lazy loading: 0.3-1.3 GB across reports (HF perf doc V100: 1.34 GB)."""
-QLORA_BYTES_PER_PARAM = 0.516
-"""NF4 weights (0.5 B) plus double-quantized block constants (about 0.127 bit/param, QLoRA paper §2)."""
 
 Verdict = Literal["pass", "high_oom_risk", "fail"]
 
@@ -75,6 +74,7 @@ class GpuMemoryBreakdown(BaseModel):
     gather_buffers_gb: float = Field(description="ZeRO-3/FSDP all-gather of two layers (current + prefetch).")
     ddp_buckets_gb: float = Field(description="DDP gradient buckets (a second gradient copy unless bucket views).")
     step_transient_gb: float = Field(description="foreach AdamW intermediate during optimizer.step().")
+    eval_gb: float = Field(default=0.0, description="An eval pass over the resident state (eval_micro_batch).")
     allocator_reserve_gb: float
     cuda_context_gb: float
 
@@ -99,14 +99,14 @@ class GpuMemoryFit(BaseModel):
     verdict_basis: str
     verdict_basis_gb: float
     verdict_playbook: Verdict
-    peak_phase: Literal["forward_end", "optimizer_step"]
+    peak_phase: Literal["forward_end", "optimizer_step", "eval"]
     breakdown: GpuMemoryBreakdown
     playbook: PlaybookMemory
     advice: list[str]
 
 
 def _half(training: TrainingSpec) -> bool:
-    return training.precision in ("bf16", "fp16")
+    return training.precision in ("bf16", "fp16", "fp8")  # fp8: float8 matmuls on bf16 tensors
 
 
 def activation_bytes_per_token_per_layer(m: ResolvedModel, t: TrainingSpec) -> float:
@@ -116,7 +116,10 @@ def activation_bytes_per_token_per_layer(m: ResolvedModel, t: TrainingSpec) -> f
     score matrix): attention: norm input, q/k/v input, q, k, v, attention output (+ rotated q/k
     with RoPE); MLP: norm input and output, gate, up, activation and product (gated) or fc1
     output and activation (plain). Half precision adds fp32 norm inputs (~8h bytes): autocast
-    runs norms in fp32. Dropout adds 1-byte masks. Eager attention keeps the softmax
+    runs norms in fp32 (``torch_compile`` fuses the norm and recomputes the upcast in backward: not
+    saved). fp8 (torchao float8 linears) saves the same bf16 tensors: torchtitan's Llama-3.1-8B on 8 H100
+    took 77.0 GiB with compile and 76.8 GiB with compile + float8 (benchmarks/llama3_h100_202412_torchtitan.md,
+    Table 1). Dropout adds 1-byte masks. Eager attention keeps the softmax
     probabilities, ``n_heads * seq`` of them per token (fp32 under autocast plus a half copy).
 
     >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
@@ -132,7 +135,7 @@ def activation_bytes_per_token_per_layer(m: ResolvedModel, t: TrainingSpec) -> f
     attention = 2 * h + 2 * q + 2 * kv + ((q + kv) if m.rotary else 0)
     mlp = 2 * h + (4 * inter if m.mlp_gated else 2 * inter)
     total = float((attention + mlp) * elem)
-    if half:
+    if half and not t.torch_compile:
         total += 8 * h  # fp32 norm inputs under autocast
     if m.dropout:
         total += 2 * h  # 1-byte masks after attention and MLP
@@ -165,10 +168,13 @@ def activations_bytes(m: ResolvedModel, t: TrainingSpec) -> float:
     return tokens * m.n_layers * per_layer
 
 
+def _loss_bytes(t: TrainingSpec) -> float:
+    return LOSS_BYTES[t.loss] + (0 if _half(t) else 2)
+
+
 def logits_bytes(m: ResolvedModel, t: TrainingSpec) -> float:
     """Logits + fp32 upcast + fp32 softmax grad with the stock cross-entropy; less with chunked/fused losses."""
-    per = LOSS_BYTES[t.loss] + (0 if _half(t) else 2)
-    return float(t.micro_batch * t.seq_len * m.vocab_size * per)
+    return float(t.micro_batch * t.seq_len * m.vocab_size * _loss_bytes(t))
 
 
 def _optimizer_bytes_per_param(t: TrainingSpec, m: ResolvedModel) -> float:
@@ -209,11 +215,7 @@ def estimate_gpu_memory(
         frozen = 0.0
     else:
         weights = p_train * wbytes  # adapter working copies
-        if t.method == "qlora":
-            plain = m.embedding_params + m.n_layers * 2 * m.hidden_size  # embeddings, head, norms stay half
-            frozen = (p_total - plain) * QLORA_BYTES_PER_PARAM + plain * wbytes
-        else:
-            frozen = p_total * wbytes
+        frozen = qlora_frozen_bytes(m, t, wbytes) if t.method == "qlora" else float(p_total * wbytes)
     mixed = half and t.master_weights_fp32
     master = p_train * 4.0 if mixed else 0.0
     grads = p_train * (4.0 if (mixed or not half) else 2.0)
@@ -250,8 +252,11 @@ def estimate_gpu_memory(
     grads_in_forward = grads + ddp_buckets if grads_kept else 0.0
     forward_end = resident + act + logits + grads_in_forward
     step = resident + grads + ddp_buckets + transient
-    allocated = max(forward_end, step)
-    phase: Literal["forward_end", "optimizer_step"] = "forward_end" if forward_end >= step else "optimizer_step"
+    evaluation = eval_transient_bytes(m, t, activation_bytes_per_token_per_layer(m, t), _loss_bytes(t))
+    eval_peak = resident + (grads + ddp_buckets if not t.zero_grad_set_to_none else 0.0) + evaluation
+    allocated = max(forward_end, step, eval_peak if evaluation else 0.0)
+    phase: Literal["forward_end", "optimizer_step", "eval"] = (
+        "forward_end" if allocated == forward_end else "optimizer_step" if allocated == step else "eval")
     reserve = allocated * ALLOCATOR_RESERVE_RATIO
     peak = allocated + reserve
     used = peak + CUDA_CONTEXT_GB * GB
@@ -284,7 +289,7 @@ def estimate_gpu_memory(
             weights_gb=_gb(weights), frozen_weights_gb=_gb(frozen), master_weights_gb=_gb(master),
             gradients_gb=_gb(grads), optimizer_gb=_gb(optimizer), activations_gb=_gb(act), logits_gb=_gb(logits),
             gather_buffers_gb=_gb(gather), ddp_buckets_gb=_gb(ddp_buckets), step_transient_gb=_gb(transient),
-            allocator_reserve_gb=_gb(reserve), cuda_context_gb=CUDA_CONTEXT_GB,
+            allocator_reserve_gb=_gb(reserve), cuda_context_gb=CUDA_CONTEXT_GB, eval_gb=_gb(evaluation),
         ),
         playbook=PlaybookMemory(
             model_state_gb=_gb(state_rule), frozen_weight_gb=_gb(frozen_rule), activations_gb=_gb(act),

@@ -65,6 +65,15 @@ class ResolvedModel(BaseModel):
     learned_positions: int
     shape_source: ShapeSource
     source: str
+    attention_window: int | None = None
+
+    @property
+    def windowed_layers(self) -> int:
+        """Layers whose attention is a sliding window: all of them, or every other one for Gemma 2 (Gemma 2
+        report, arXiv 2408.00118, section 2: local 4096-token and global attention alternate)."""
+        if self.attention_window is None:
+            return 0
+        return self.n_layers // 2 if self.family == "gemma2" else self.n_layers
 
     @property
     def q_dim(self) -> int:
@@ -189,6 +198,9 @@ def _from_hf_config(path: str) -> dict[str, Any]:
     rates = [cfg.get(k) for k in ("attn_pdrop", "resid_pdrop", "hidden_dropout_prob", "attention_probs_dropout_prob",
                                   "attention_dropout", "hidden_dropout")]
     out["dropout"] = any(isinstance(r, int | float) and r > 0 for r in rates)
+    window = cfg.get("sliding_window")
+    if isinstance(window, int) and window > 0 and cfg.get("use_sliding_window", True) is not False:
+        out["attention_window"] = window  # Mistral-7B-v0.1, Gemma 2; Qwen2 ships one with use_sliding_window false
     out["family"] = family
     out["name"] = cfg.get("_name_or_path") or Path(path).stem
     return out
@@ -261,14 +273,14 @@ def resolve_model(spec: ModelSpec) -> ResolvedModel:
     tied = bool(merged.get("tied_embeddings", False))
     learned = int(merged.get("learned_positions", 0))
     computed = count_params(shape, int(merged["n_layers"]), int(merged["vocab_size"]), tied, learned)
-    overridden = bool(explicit.keys() - {"name"})
+    overridden = bool(explicit.keys() - {"name", "attention_window"})  # a window changes no parameter
     preset_total = base.get("params_total") if shape_source == "preset" and not overridden else None
     total = spec.params_total or preset_total or computed
     return ResolvedModel(
         name=str(merged.get("name", spec.name)), params_total=int(total), params_computed=computed,
         n_layers=int(merged["n_layers"]), vocab_size=int(merged["vocab_size"]), tied_embeddings=tied,
         rotary=bool(flags["rotary"]), dropout=bool(flags["dropout"]), learned_positions=learned,
-        shape_source=shape_source, source=source,
+        shape_source=shape_source, source=source, attention_window=merged.get("attention_window"),
         **shape.model_dump(),
     )
 

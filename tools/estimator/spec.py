@@ -35,7 +35,8 @@ from gpu_preflight.tools.common.limits import loads_json, loads_toml
 from gpu_preflight.tools.estimator.frameworks import fill_defaults
 
 Method = Literal["full", "lora", "qlora"]
-Precision = Literal["bf16", "fp16", "fp32"]
+Precision = Literal["bf16", "fp16", "fp32", "fp8"]
+QuantFormat = Literal["nf4", "nf4_double_quant", "gptq", "torchao_int4"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor", "lion", "muon"]
 LoraModule = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
 """PEFT ``target_modules`` names of Llama-style models; on a 2-matrix MLP (GPT-2, NeoX) up/down are fc1/fc2."""
@@ -80,13 +81,19 @@ class ModelSpec(_Strict):
         default=None, description="SwiGLU/GeGLU MLP (3 matrices) rather than a 2-matrix MLP."
     )
     dropout: bool | None = Field(default=None, description="Dropout active in training (GPT-2/BERT: yes; Llama: no).")
+    attention_window: PositiveInt | None = Field(
+        default=None, le=10_000_000,
+        description="Sliding-window attention span in tokens (Mistral-7B-v0.1: 4096; gemma2: every other layer).",
+    )
 
 
 class TrainingSpec(_Strict):
     """How it is trained. Defaults are the common single-GPU bf16 AdamW fine-tune."""
 
     method: Method = "full"
-    precision: Precision = "bf16"
+    precision: Precision = Field(
+        default="bf16", description="fp8: float8 linears (torchao/Transformer Engine) on bf16 weights; needs "
+        "FP8 tensor cores (Ada, Hopper, Blackwell).")
     master_weights_fp32: bool = Field(
         default=True,
         description="Mixed precision keeps fp32 master weights and fp32 Adam states (18 B/param). "
@@ -126,6 +133,12 @@ class TrainingSpec(_Strict):
     num_gpus: PositiveInt = Field(default=1, le=4096)
     sharding: Sharding | None = Field(default=None, description="Default: none on 1 GPU, ddp on more.")
     lora_rank: PositiveInt | None = Field(default=None, le=65536)
+    quant_format: QuantFormat = Field(
+        default="nf4_double_quant",
+        description="qlora base weights: bitsandbytes nf4 (0.5625 B/param), nf4_double_quant (0.516), gptq "
+        "(4-bit, group 128: 0.52), torchao_int4 (group 128: 0.531).",
+    )
+    quant_lm_head: bool = Field(default=False, description="qlora: quantize the LM head too (default: kept bf16).")
     lora_targets: Literal["all_linear", "attention"] | tuple[LoraModule, ...] = Field(
         default="all_linear",
         description='all_linear (every layer matrix, no lm_head), attention (q/k/v/o), or module names, e.g. '
@@ -139,6 +152,12 @@ class TrainingSpec(_Strict):
     zero_grad_set_to_none: bool = Field(
         default=True, description="torch>=2.0 frees gradients between steps; False keeps them through the forward."
     )
+    torch_compile: bool = Field(
+        default=False, description="torch.compile the model: x1.16 matmul speed, no fp32 norm copies saved.")
+    eval_micro_batch: PositiveInt | None = Field(
+        default=None, le=1_000_000, description="Eval batch while training state stays resident (peak = max).")
+    eval_generation_tokens: int = Field(
+        default=0, ge=0, le=10_000_000, description="Tokens generated per eval sample (KV cache at eval batch).")
     framework: Framework | None = Field(
         default=None,
         description="The training stack (nanogpt: also nanochat, modded-nanogpt; llm_foundry: Composer). Sets the "
@@ -187,6 +206,14 @@ class TrainingSpec(_Strict):
         longest = info.data.get("seq_len")
         if value is not None and longest is not None and value > longest:
             raise ValueError(f"at most seq_len ({longest}, the longest sample)")
+        return value
+
+    @field_validator("quant_format", "quant_lm_head")
+    @classmethod
+    def _qlora_only(cls, value: Any, info: ValidationInfo) -> Any:
+        default = cls.model_fields[str(info.field_name)].default
+        if value != default and info.data.get("method", "full") != "qlora":
+            raise ValueError(f"applies only to method=qlora (leave it out, or {default!r})")
         return value
 
     @field_validator("optimizer")

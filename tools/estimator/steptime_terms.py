@@ -158,6 +158,11 @@ boards (nccl-tests on DGX A100/H100: ~230-240 of 300 GB/s, ~360-380 of 450 GB/s)
 PCIE_ACHIEVED_FRACTION = 0.6
 """Over PCIe NCCL shares the root complex and, on GeForce cards without peer-to-peer, bounces through
 host memory; 0.6 of the link's per-direction figure is assumed."""
+PCIE_MEASURED_FRACTION = PCIE_ACHIEVED_FRACTION / 0.8
+"""An offer's measured host<->GPU bandwidth (Vast ``pcie_bw``) already includes the link's own efficiency, about
+0.8 of the datasheet figure on a healthy x16 link (a pinned copy moves ~25 of Gen4's 31.5 GB/s): 0.75 of the
+measurement keeps a healthy offer at the catalogue's 0.6, and a degraded one (x8 lanes, a shared root complex)
+is charged what it measured."""
 GPUS_PER_NODE = 8
 """Above this many GPUs the run spans nodes, and the inter-node fabric (InfiniBand, RoCE, Ethernet) is
 not in the spec or the catalogue: the collectives are then assumed hidden (comm 0, said in the notes).
@@ -176,6 +181,8 @@ def link_gbps(gpu: ResolvedGpu, num_gpus: int) -> tuple[float | None, str]:
     interconnect = (row.interconnect or "") if row else ""
     if row and row.nvlink_gbps and "bridge" not in interconnect.lower():
         return row.nvlink_gbps / 2 * NVLINK_ACHIEVED_FRACTION, f"NVLink {row.nvlink_gbps / 2:g} GB/s/direction"
+    if gpu.pcie_measured_gbps:
+        return gpu.pcie_measured_gbps * PCIE_MEASURED_FRACTION, f"PCIe {gpu.pcie_measured_gbps:g} GB/s (offer pcie_bw)"
     gen = row.pcie_gen if row and row.pcie_gen in PCIE_GBPS_PER_DIRECTION else 4
     assumed = "" if row and row.pcie_gen else " (assumed)"
     return PCIE_GBPS_PER_DIRECTION[gen] * PCIE_ACHIEVED_FRACTION, f"PCIe Gen{gen}{assumed}"
@@ -227,6 +234,7 @@ class StepTimeTerms(BaseModel):
     optimizer: float = Field(description="Optimizer update + gradient clipping over HBM bandwidth.")
     comm: float = Field(description="Data-parallel collectives not hidden behind compute.")
     fixed: float = Field(description="Data loader, Python and launch overhead per step.")
+    comm_link: str = Field(default="", description="The link the comm term used.")
 
 
 def step_time_terms(t: TrainingSpec, gpu: ResolvedGpu, m: ResolvedModel, params_trainable: int,
@@ -238,7 +246,7 @@ def step_time_terms(t: TrainingSpec, gpu: ResolvedGpu, m: ResolvedModel, params_
     opt = optimizer_time_s(t, gpu, params_trainable, share) + ns
     comm, link = comm_time_s(t, gpu, m.params_total, params_trainable, compute_s)
     terms = StepTimeTerms(compute=round(compute_s, 6), optimizer=round(opt, 6), comm=round(comm, 6),
-                          fixed=FIXED_STEP_S)
+                          fixed=FIXED_STEP_S, comm_link=link)
     impl = f"/{t.optimizer_impl}" if t.optimizer in ("adamw", "lion", "muon") else ""
     opt_note = ("optimizer offloaded to CPU (not modelled)" if t.offload != "none" else
                 f"{t.optimizer}{impl} {optimizer_bytes_per_param(t, share):.4g} B/param at "

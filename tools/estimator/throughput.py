@@ -34,6 +34,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.estimator.catalogue import ResolvedGpu, resolve_gpu
 from gpu_preflight.tools.estimator.frameworks import framework_warning, mfu_prior_source
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel
@@ -73,7 +74,18 @@ CHECKPOINTING_FACTOR = 1 / 1.2
 """Playbook §4: gradient checkpointing is "often around 20% slower". Measured tuned stacks lose less
 than the full recompute FLOPs suggest (llm-foundry's checkpointed rows keep 38-43% MFU on H100)."""
 QLORA_DEQUANT_FACTOR = 0.75
-"""bitsandbytes 4-bit layers dequantize every weight in each forward and backward; assumed 25% slower."""
+"""bitsandbytes 4-bit layers dequantize every weight in each forward and backward; assumed 25% slower. The
+same factor is used for gptq and torchao_int4 bases: no published training row separates the formats."""
+TORCH_COMPILE_SPEEDUP = 6667 / 5762
+"""x1.157 on the matmul time with ``torch_compile``: torchtitan's Llama-3.1-8B, FSDP, selective AC, on 8 H100,
+5,762 -> 6,667 tokens/s/GPU (and on 128 H100 5,605 -> 6,514, x1.162), pytorch/torchtitan
+benchmarks/llama3_h100_202412_torchtitan.md, Tables 1 and 3 (the 8-GPU row is the one used)."""
+FP8_SPEEDUP = 8532 / 6667
+"""x1.280 on the matmul time with ``precision = "fp8"``: the same table, compile -> compile + Float8 (torchao
+tensorwise float8 linears), 6,667 -> 8,532 tokens/s/GPU on 8 H100 (128 H100: 6,514 -> 8,380, x1.286). Far
+below the 2x of the FP8 tensor peak: only the linears run in fp8, and each pays its amax and casts. The
+torchao float8 README puts it at "up to 1.25x at 8 GPU / 8B" and up to 1.5x at 405B (larger GEMMs gain
+more); the 8B figure is taken for every size."""
 
 
 class Scenarios(BaseModel):
@@ -135,7 +147,11 @@ FLOPs model says microseconds, while launch and framework costs alone take milli
 
 def flops_per_token(m: ResolvedModel, t: TrainingSpec, params_trainable: int) -> FlopsPerToken:
     n = m.matmul_params
-    attention = 12.0 * m.n_layers * m.q_dim * t.padded_seq_len
+    # Keys per query: the padded length, or the sliding window on the layers that have one (Mistral-7B-v0.1,
+    # Gemma 2's local layers): attention FLOPs use min(seq_len, window) there.
+    window = min(t.padded_seq_len, m.attention_window or t.padded_seq_len)
+    keys = (m.n_layers - m.windowed_layers) * t.padded_seq_len + m.windowed_layers * window
+    attention = 12.0 * m.q_dim * keys
     # LoRA/QLoRA: frozen weights still run forward (2N) and pass gradients to their inputs (2N).
     model = 6.0 * n + attention if t.method == "full" else 4.0 * n + 6.0 * params_trainable + attention
     if t.activation_checkpointing == "selective":
@@ -164,6 +180,13 @@ def cold_estimate(m: ResolvedModel, t: TrainingSpec, gpu: ResolvedGpu, params_tr
     if t.method == "qlora":
         base *= QLORA_DEQUANT_FACTOR
         notes.append("qlora: x0.75 for 4-bit dequantization in every matmul")
+    if t.torch_compile:
+        base *= TORCH_COMPILE_SPEEDUP
+        notes.append(f"torch_compile: x{TORCH_COMPILE_SPEEDUP:.3f} on matmul time (torchtitan, 8 H100)")
+    if t.precision == "fp8":
+        base *= FP8_SPEEDUP
+        notes.append(f"fp8: x{FP8_SPEEDUP:.2f} on the bf16 matmul time (torchtitan float8, 8 H100), not the "
+                     f"{(gpu.fp8_tflops or 0) / (gpu.bf16_tflops or 1):.1f}x of the FP8 tensor peak")
     if t.activation_checkpointing is True:
         base *= CHECKPOINTING_FACTOR
         notes.append(f"activation checkpointing: about 20% slower (playbook §4); recompute adds "
@@ -244,6 +267,9 @@ def baseline_estimate(
 def estimate_throughput(
     m: ResolvedModel, t: TrainingSpec, gpu: ResolvedGpu, params_trainable: int, baseline: BaselineSpec | None
 ) -> ThroughputEstimate:
+    if t.precision == "fp8" and not gpu.fp8_tflops:
+        raise PreflightError("spec.training.precision", "fp8", f"bf16, fp16 or fp32 on {gpu.name}",
+                             "fp8 needs FP8 tensor cores (catalogue fp8_tflops: Ada, Hopper, Blackwell)")
     estimate = (baseline_estimate(m, t, gpu, params_trainable, baseline) if baseline is not None
                 else cold_estimate(m, t, gpu, params_trainable))
     warning = framework_warning(t)

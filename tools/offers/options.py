@@ -118,7 +118,9 @@ def _gpu_for(offer: Offer) -> ResolvedGpu | None:
     row = lookup_gpu(offer.gpu_name)
     if row is not None:
         gpu = from_catalogue(row, offer.gpu_ram_gb_per_gpu)
-        return gpu.model_copy(update={"gpu_ram_gb": offer.gpu_ram_gb_per_gpu})
+        # The comm term of a multi-GPU offer reads the bandwidth this host measured (NVLink comes from the row).
+        pcie = offer.pcie_bw_gbps if offer.num_gpus > 1 else None
+        return gpu.model_copy(update={"gpu_ram_gb": offer.gpu_ram_gb_per_gpu, "pcie_measured_gbps": pcie})
     if not offer.total_flops_fp32_tflops:
         return None
     return ResolvedGpu(
@@ -127,6 +129,16 @@ def _gpu_for(offer: Offer) -> ResolvedGpu | None:
         hbm_bw_gbps=offer.gpu_mem_bw_gbps or 500.0, tflops_source="vast_fp32",
         source="Vast offer total_flops (FP32 CUDA cores) / num_gpus",
     )
+
+
+def _group_for(offer: Offer, run: RunSpec) -> _Group | str:
+    """The estimate for an offer's GPU and count, or why there is none."""
+    gpu = _gpu_for(offer)
+    if gpu is None:
+        return f"unknown GPU {offer.gpu_name!r} and no total_flops to fall back on"
+    if run.training.precision == "fp8" and not gpu.fp8_tflops:
+        return f"precision: fp8 needs FP8 tensor cores, {offer.gpu_name} has none"
+    return _Group(estimate_run(_spec_for(run, offer.num_gpus), gpu), gpu)
 
 
 def _spec_for(spec: RunSpec, num_gpus: int) -> RunSpec:
@@ -208,21 +220,20 @@ def plan_options(spec: RunSpec | dict[str, Any], offers: OfferSet, *, rank: Rank
             raise PreflightError(name, value, "a positive number")
     if not 1 <= limit <= 1000:
         raise PreflightError("limit", limit, "1..1000")
-    groups: dict[tuple[str, int, float], _Group | None] = {}
+    groups: dict[tuple[str, int, float, float], _Group | str] = {}
     fits: list[_Fit] = []
     rejected: list[Rejected] = []
     notes = MarketNotes()
     setup_h = run.overheads.setup_debug_hours if run.overheads.setup_debug_hours is not None else 1.0
     for offer in offers.offers:
         label = f"{offer.num_gpus}x {offer.gpu_name}"
-        key = (offer.gpu_name, offer.num_gpus, round(offer.gpu_ram_gb_per_gpu, 1))
+        pcie = round(offer.pcie_bw_gbps or 0.0) if offer.num_gpus > 1 else 0.0
+        key = (offer.gpu_name, offer.num_gpus, round(offer.gpu_ram_gb_per_gpu, 1), pcie)
         if key not in groups:
-            gpu = _gpu_for(offer)
-            groups[key] = None if gpu is None else _Group(estimate_run(_spec_for(run, offer.num_gpus), gpu), gpu)
+            groups[key] = _group_for(offer, run)
         group = groups[key]
-        if group is None:
-            rejected.append(Rejected(offer_id=offer.offer_id, gpu_option=label,
-                                     reasons=[f"unknown GPU {offer.gpu_name!r} and no total_flops to fall back on"]))
+        if isinstance(group, str):
+            rejected.append(Rejected(offer_id=offer.offer_id, gpu_option=label, reasons=[group]))
             continue
         e = group.estimate
         notes.add(offer, group.gpu)
