@@ -198,3 +198,17 @@ def test_option_table_prices_comm_with_each_offers_pcie_and_rejects_fp8_on_old_c
     assert [r.offer_id for r in plan.rows] == [2, 1]  # the slow host link costs time
     fp8 = plan_options(spec(precision="fp8"), offers_from_json([{**raw, "gpu_name": "RTX 3090"}], source="test"))
     assert fp8.rows == [] and "fp8 needs FP8 tensor cores" in fp8.rejected[0].reasons[0]
+
+
+def test_cuda_context_gb_is_what_nvidia_smi_adds_over_the_reserved_peak() -> None:
+    """The HF perf doc's V100 stack (torch 1.x, CUDA 11.2, eager module loading) measured its context at
+    1,343 MiB; a lazily loading stack is about 0.6 GB. nvidia-smi's figure is the reserved peak plus it."""
+    base = {"model": L1B, "training": {"seq_len": 1024, "micro_batch": 1}, "target": {"target_tokens": 10**8}}
+    default = estimate_run(base, "A100 SXM4").memory.gpu
+    measured = estimate_run(base | {"overheads": {"cuda_context_gb": 1343 * 2**20 / 1e9}}, "A100 SXM4").memory.gpu
+    assert default.nvml_used_gb == pytest.approx(default.peak_gb + 0.6, abs=0.01)
+    assert measured.nvml_used_gb == pytest.approx(measured.peak_gb + 1.408, abs=0.01)
+    assert measured.peak_gb == default.peak_gb  # the allocator's figures do not move
+    with pytest.raises(PreflightError) as info:
+        estimate_run(base | {"overheads": {"cuda_context_gb": 40}}, "A100 SXM4")
+    assert "overheads.cuda_context_gb" in str(info.value) and "40" in str(info.value)

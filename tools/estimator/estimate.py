@@ -141,11 +141,12 @@ def estimate_run(
                       if t.master_weights_fp32 else f"pure {t.precision} weights and optimizer states")
     )
 
-    gpu_fit = estimate_gpu_memory(m, t, p_train, g.gpu_ram_gb)
+    context = {} if run.overheads.cuda_context_gb is None else {"cuda_context_gb": run.overheads.cuda_context_gb}
+    gpu_fit = estimate_gpu_memory(m, t, p_train, g.gpu_ram_gb, **context)
     ckpt_peak = None
     if t.activation_checkpointing is not True and gpu_fit.verdict != "pass":
         with_ac = t.model_copy(update={"activation_checkpointing": True})
-        ckpt_peak = estimate_gpu_memory(m, with_ac, p_train, g.gpu_ram_gb).nvml_used_gb
+        ckpt_peak = estimate_gpu_memory(m, with_ac, p_train, g.gpu_ram_gb, **context).nvml_used_gb
 
     throughput = estimate_throughput(m, t, g, p_train, run.baseline)
     warnings.extend(throughput.notes)

@@ -43,7 +43,9 @@ HIGH_RISK_RATIO = 0.9
 ALLOCATOR_RESERVE_RATIO = 0.08
 """Reserved over allocated: torchtune PR #527 saw 14.0 GB allocated vs 16.0 reserved; 5-15% is usual."""
 CUDA_CONTEXT_GB = 0.6
-"""CUDA context and kernels with lazy loading: 0.3-1.3 GB across reports (HF perf doc V100: 1.34 GB)."""
+"""CUDA context and kernels with lazy module loading (the default since CUDA 11.7 / torch 1.13): 0.3-1.3 GB
+across reports. Eager loading (older stacks) loads every kernel up front: the HF perf doc's V100 run (torch 1.x,
+CUDA 11.2) measured 1,343 MiB; ``overheads.cuda_context_gb`` takes a measured figure."""
 
 Verdict = Literal["pass", "high_oom_risk", "fail"]
 
@@ -198,7 +200,8 @@ def _optimizer_bytes_per_param(t: TrainingSpec, m: ResolvedModel) -> float:
 
 
 def estimate_gpu_memory(
-    m: ResolvedModel, t: TrainingSpec, params_trainable: int, gpu_ram_gb: float
+    m: ResolvedModel, t: TrainingSpec, params_trainable: int, gpu_ram_gb: float, *,
+    cuda_context_gb: float = CUDA_CONTEXT_GB,
 ) -> GpuMemoryFit:
     n = t.num_gpus
     shard = t.sharding_resolved
@@ -259,7 +262,7 @@ def estimate_gpu_memory(
         "forward_end" if allocated == forward_end else "optimizer_step" if allocated == step else "eval")
     reserve = allocated * ALLOCATOR_RESERVE_RATIO
     peak = allocated + reserve
-    used = peak + CUDA_CONTEXT_GB * GB
+    used = peak + cuda_context_gb * GB
     ratio = used / (gpu_ram_gb * GB)
 
     # The playbook rule, with the same sharding so multi-GPU specs compare like with like.
@@ -289,7 +292,7 @@ def estimate_gpu_memory(
             weights_gb=_gb(weights), frozen_weights_gb=_gb(frozen), master_weights_gb=_gb(master),
             gradients_gb=_gb(grads), optimizer_gb=_gb(optimizer), activations_gb=_gb(act), logits_gb=_gb(logits),
             gather_buffers_gb=_gb(gather), ddp_buckets_gb=_gb(ddp_buckets), step_transient_gb=_gb(transient),
-            allocator_reserve_gb=_gb(reserve), cuda_context_gb=CUDA_CONTEXT_GB, eval_gb=_gb(evaluation),
+            allocator_reserve_gb=_gb(reserve), cuda_context_gb=cuda_context_gb, eval_gb=_gb(evaluation),
         ),
         playbook=PlaybookMemory(
             model_state_gb=_gb(state_rule), frozen_weight_gb=_gb(frozen_rule), activations_gb=_gb(act),

@@ -321,6 +321,9 @@ class OverheadsSpec(_Strict):
         default=None, description="Price of a cheap GPU to debug on first (evaluates the playbook decision rule)."
     )
     migration_hours: NonNegativeFloat = Field(default=0.5, le=1000, description="Time to move a debugged run up.")
+    cuda_context_gb: NonNegativeFloat | None = Field(
+        default=None, le=16, description="CUDA context + kernels in nvidia-smi's count (default 0.6: lazy loading, "
+        "CUDA>=11.7; eager loading 1-1.4). Measure: nvidia-smi after torch.ones(1, device='cuda').")
 
     @model_validator(mode="after")
     def _eval_pair(self) -> OverheadsSpec:
