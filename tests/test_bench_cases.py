@@ -87,13 +87,15 @@ def test_issue_goals_hold_on_the_published_cases(scored_rows: list[Any]) -> None
     """Issue 8's goals, kept as a regression check: a change that makes the estimator worse fails here."""
     accuracy = _load_accuracy()
     memory = accuracy.score([r for r in scored_rows if r.kind == "memory"], "ours")
-    throughput = accuracy.score([r for r in scored_rows if r.kind == "throughput"], "ours")
+    # The band is judged on cases whose figure is physically possible: a suspect row (implied utilisation
+    # above the card's peak, or a rate averaged over the first 2-3 steps) says nothing about the band.
+    throughput = accuracy.score([r for r in scored_rows if r.kind == "throughput" and not r.suspect], "ours")
     assert memory.median_abs <= 12.0
     assert throughput.median_abs <= 25.0
     assert throughput.in_range >= 0.80
     # The refinement is worth having: the playbook's own rule scores worse on both kinds.
     assert memory.median_abs < accuracy.score([r for r in scored_rows if r.kind == "memory"], "playbook").median_abs
-    playbook_tp = accuracy.score([r for r in scored_rows if r.kind == "throughput"], "playbook")
+    playbook_tp = accuracy.score([r for r in scored_rows if r.kind == "throughput" and not r.suspect], "playbook")
     assert throughput.median_abs < playbook_tp.median_abs and throughput.in_range > playbook_tp.in_range
 
 
