@@ -107,7 +107,11 @@ class Sshd:
             f"AuthorizedKeysFile {self.client_key}.pub", f"PidFile {self.root / 'sshd.pid'}",
             f"AllowUsers {getpass.getuser()}", "PermitRootLogin prohibit-password", "PubkeyAuthentication yes",
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
-            "LogLevel ERROR", *self.extra_config,
+            "LogLevel ERROR", *(line for line in self.extra_config if not line.startswith("SetEnv ")),
+            # One SetEnv line (sshd keeps the first): a login shell that runs `pyenv init` waits up to 60 s on
+            # a rehash lock left by a login killed mid-rehash when a test stops sshd; 1 s caps that wait.
+            "SetEnv PYENV_REHASH_TIMEOUT=1 " + " ".join(
+                line.removeprefix("SetEnv ") for line in self.extra_config if line.startswith("SetEnv ")),
         ]
         path = self.root / "sshd_config"
         path.write_text("\n".join(lines) + "\n")

@@ -25,7 +25,7 @@ import pytest
 from sshd import Sshd
 
 from gpu_preflight.server.cli import main
-from gpu_preflight.tools.dispatch import dispatch
+from gpu_preflight.tools.dispatch import dispatch, heartbeat
 from gpu_preflight.tools.dispatch.models import DispatchResult
 from gpu_preflight.tools.dispatch.target import make_tmux
 from gpu_preflight.tools.dispatch.tmuxcmd import HostUnreachable, TmuxError
@@ -253,3 +253,45 @@ def test_pane_heartbeat_over_ssh_running_idle_exit_code_and_unreachable(
 
 def test_pane_heartbeat_over_ssh_pane_gone(box: Box, capsys: pytest.CaptureFixture[str]) -> None:
     assert _heartbeat(capsys, box, "%999")["state"] == "pane_gone"
+
+
+def test_pane_heartbeat_over_ssh_tells_hung_from_running_by_the_boxs_cpu(box: Box) -> None:
+    """As the local heartbeat (tests/test_dispatch_heartbeat.py): silent past the threshold and no CPU in the
+    sample is ``hung``; silent but burning CPU is ``running``. The sample is read on the box, in the look."""
+    silent, burning, idle = box.shell(), box.shell(), box.shell()
+    for pane, command in ((silent, "echo step 1 loss 2.7; sleep 1000"),
+                          (burning, "echo step 1 loss 2.7; while :; do :; done")):
+        result = dispatch(pane, command, host="box", socket_name=box.socket_name)
+        assert result.status == "submitted", result
+    time.sleep(2.1)  # window_activity has 1 s resolution: every pane quiet for > hang_after_s
+    beats = {pane: heartbeat(target=pane, host="box", socket_name=box.socket_name, hang_after_s=1.0)
+             for pane in (silent, burning, idle)}
+    box.tmux("kill-pane", "-t", burning)
+    assert beats[silent].state == "hung" and beats[silent].cpu_sample_busy is False, beats[silent]
+    assert "no CPU in a 0.1 s sample on the box" in beats[silent].reason
+    assert beats[silent].last_output_line == "step 1 loss 2.7"
+    assert beats[burning].state == "running" and beats[burning].cpu_sample_busy is True, beats[burning]
+    assert (beats[burning].process_tree_cpu_s or 0) > 0 and "using CPU" in beats[burning].reason
+    assert beats[idle].state == "idle_at_prompt" and beats[idle].cpu_sample_busy is None  # no sample at a prompt
+    patient = heartbeat(target=silent, host="box", socket_name=box.socket_name)  # the default threshold: 300 s
+    assert patient.state == "running" and patient.cpu_sample_busy is False and "300 s" in patient.reason, patient
+
+
+def test_run_heartbeat_over_ssh_hung_until_its_log_moves(box: Box, tmp_path: Path) -> None:
+    """A run silent on screen, idle in the box's CPU sample and with a stale log is ``hung``; a fresh write to
+    its log (read on the box) keeps it ``running``, as a local run's log does."""
+    from gpu_preflight.tools.dispatch import launch_command
+
+    log = tmp_path / "train.log"
+    launched = launch_command(box.shell(), f"echo 'step 1 loss 2.7' > {log}; sleep 1000", kind="full", host="box",
+                              socket_name=box.socket_name, log_path=str(log))
+    assert launched.dispatch.status == "submitted" and launched.run is not None, launched
+    _wait(log.exists, "the run's log")
+    time.sleep(2.1)
+    stale = heartbeat(launched.run.run_id, hang_after_s=1.0)
+    assert stale.state == "hung" and stale.cpu_sample_busy is False and stale.host == "box", stale
+    with log.open("a") as handle:
+        handle.write("step 2 loss 2.5\n")
+    fresh = heartbeat(launched.run.run_id, hang_after_s=1.0)
+    assert fresh.state == "running" and "the log moved" in fresh.reason, fresh
+    assert fresh.last_log_line == "step 2 loss 2.5"

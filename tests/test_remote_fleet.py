@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -29,7 +30,18 @@ from gpu_preflight.tools.hosts import Host, add_host, call, close_master, list_h
 from gpu_preflight.tools.hosts.ssh import control_dir
 
 SHELL = "exec env PS1='$ ' HISTFILE=/dev/null PROMPT_COMMAND= /bin/bash --norc --noprofile"
-SLOW_SWEEP = 'ForceCommand case "$SSH_ORIGINAL_COMMAND" in *list-panes*) sleep 3;; esac; eval "$SSH_ORIGINAL_COMMAND"'
+SLOW_SWEEP = '#!/bin/sh\ncase " $* " in *" list-panes -a "*) sleep 3;; esac\nexec {tmux} "$@"\n'
+"""Box c's ``tmux``, first on its PATH: a sweep's pane listing takes 3 s there, whichever way ssh carried it
+(one ssh per command, or a line written into an open remote shell: an sshd ForceCommand sees only the latter's
+``sh``)."""
+
+
+def _slow_tmux(root: Path) -> Path:
+    shim = root / "slowbin"
+    shim.mkdir(exist_ok=True)
+    (shim / "tmux").write_text(SLOW_SWEEP.format(tmux=shutil.which("tmux")))
+    (shim / "tmux").chmod(0o755)
+    return shim
 
 
 class Fleet:
@@ -64,7 +76,8 @@ def fleet(ssh_client_key: Path, tmp_path: Path, sshd_factory: list[Sshd],
     for name in ("a", "b", "c"):
         tmpdir = tmp_path / f"tmux-{name}"
         tmpdir.mkdir()
-        extra = [f"SetEnv TMUX_TMPDIR={tmpdir}", *([SLOW_SWEEP] if name == "c" else [])]
+        slow = [f"PATH={_slow_tmux(tmp_path)}:/usr/local/bin:/usr/bin:/bin"] if name == "c" else []
+        extra = [" ".join(["SetEnv", f"TMUX_TMPDIR={tmpdir}", *slow])]
         srv = Sshd(tmp_path / f"sshd-{name}", ssh_client_key, extra_config=extra)
         sshd_factory.append(srv)
         srv.trust()
@@ -155,7 +168,7 @@ def test_a_run_launched_on_a_host_keeps_it(fleet: Fleet, tmp_path: Path,
     assert main(["heartbeat", run.run_id, "--json"]) == 0  # no --host, no socket: the record has them
     live = json.loads(capsys.readouterr().out)
     assert (live["host"], live["run_id"], live["pane_id"]) == ("a", run.run_id, pane)
-    assert live["state"] == "running" and "not read over ssh" in live["reason"], live
+    assert live["state"] == "running" and live["log_size_bytes"] is None, live  # no log on the box yet
     deadline = time.monotonic() + 10
     while True:
         assert main(["heartbeat", run.run_id, "--json"]) == 0
@@ -165,10 +178,9 @@ def test_a_run_launched_on_a_host_keeps_it(fleet: Fleet, tmp_path: Path,
         time.sleep(0.2)
     assert (ended["state"], ended["exit_code"], ended["exit_source"]) == ("exited", 4, "exit_record"), ended
     assert 1.0 <= ended["elapsed_s"] < 5 and marker.exists()
-    inputs, _, notes, _ = resolve_run(run.run_id, {}, with_heartbeat=False)
-    assert inputs.log_path is None and any("remote logs are not read yet" in n for n in notes), notes
-    with pytest.raises(PreflightError, match="not yet"):
-        interrupt_run(run.run_id)
+    inputs, _, _, _ = resolve_run(run.run_id, {}, with_heartbeat=False)
+    assert (inputs.log_path, inputs.log_host) == ("/box/only/train.log", "a"), inputs  # read on the box
+    assert interrupt_run(run.run_id).already_ended  # read on the box, never a local pane with the same id
     fleet.servers["a"].stop()
     assert main(["heartbeat", "--runs", "--json"]) == 0
     down = [hb for hb in json.loads(capsys.readouterr().out)["heartbeats"] if hb["run_id"] == run.run_id]

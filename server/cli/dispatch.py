@@ -74,7 +74,7 @@ def add_parser(sub: Any) -> None:
     w = sub.add_parser("wait-idle", help="wait until the agent in a pane finished its turn; print its last lines")
     w.add_argument("target", help="session:window.pane or %%pane_id")
     w.add_argument("--timeout-s", type=quantity(0, 86_400, "seconds", lo_open=False), default=600.0)
-    _socket(w)
+    _socket(w, host=True)
     w.add_argument("--json", action="store_true")
     w.set_defaults(func=run_wait_idle)
 
@@ -95,7 +95,8 @@ def run_dispatch(args: argparse.Namespace) -> int:
 def run_wait_idle(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.dispatch import wait_idle
 
-    w = wait_idle(args.target, args.timeout_s, socket_name=args.socket_name, socket_path=args.socket_path)
+    w = wait_idle(args.target, args.timeout_s, socket_name=args.socket_name, socket_path=args.socket_path,
+                  host=args.host)
     if args.json:
         sys.stdout.write(w.model_dump_json() + "\n")
     else:
@@ -138,16 +139,14 @@ def run_heartbeat(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.dispatch import heartbeat, heartbeat_all
 
     hosts: list[str] | None = ["all"] if args.all_hosts else args.host
-    if hosts is not None and args.runs:
-        raise PreflightError("--host", hosts, "a pane target or --all with --host (--runs over ssh: not yet)")
-    if hosts is not None and args.all:
+    if hosts is not None and args.all and not args.runs:  # --runs --host A: the runs recorded on A (below)
         return _sweep_hosts(args, hosts)
-    if args.all_hosts:
+    if args.all_hosts and not args.runs:
         raise PreflightError("--all-hosts", True, "--all --all-hosts (every pane of every registered host)")
     if args.all or args.runs:  # --runs alone lists every recorded run, as --all --runs does
         report = heartbeat_all(scope="runs" if args.runs else "panes", hang_after_s=args.hang_after_s,
-                               socket_name=args.socket_name,
-                               socket_path=args.socket_path)
+                               socket_name=args.socket_name, socket_path=args.socket_path,
+                               hosts=("all" if hosts == ["all"] else hosts) if args.runs else None)
         # No pane at all: say whether a tmux server answers on that socket (it printed nothing before).
         missing = None if args.runs or report.pane_count else no_tmux_server(args.socket_name, args.socket_path)
         if args.json:

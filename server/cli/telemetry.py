@@ -5,7 +5,8 @@
 ``check`` exits 0 unless the decision is ``kill`` (exit 3), so a script can stop paying on it.
 
 Probe caps: ``check`` and ``watch`` on a ``kind=probe`` run stop it at its step/time cap by default
-(Ctrl-C into its pane, proven by the job's exit record; ``--no-enforce-caps`` only reports). Why the
+(Ctrl-C into its pane, on its host over ssh for a remote run, proven by the job's exit record;
+``--no-enforce-caps`` only reports). Why the
 CLI and not the MCP ``run_check``: a person or script running ``check``/``watch`` on a probe is the
 one watching it, and a probe past its cap is the long run the gate holds back, billing; the MCP tool
 is annotated read-only (hosts call it without asking), so it reports ``probe_cap.reached`` and names
@@ -60,8 +61,14 @@ def add_parser(sub: Any) -> None:
     i.add_argument("--format", default=None, metavar="F", help="force a format (nvidia_smi_query, nanogpt, ...)")
     i.add_argument("--regex", default=None, metavar="R", help="a regex with named groups (step, loss, ...)")
     i.add_argument("--columns", default=None, metavar="A,B", help="field order of a --format=csv,noheader capture")
+    i.add_argument("--host", default=None, metavar="NAME", help="FILE is on this registered host (read over ssh)")
     i.add_argument("--json", action="store_true", help="print one JSON object: format, samples, skipped_lines")
     i.set_defaults(func=run_ingest)
+
+    g = sub.add_parser("gpu-snapshot", help="one reading of the GPUs here (NVML) or on --host (nvidia-smi)")
+    g.add_argument("--host", default=None, metavar="NAME", help="a registered host (see: preflight hosts list)")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=run_gpu_snapshot)
 
     for name, helptext in (("check", "one check of a run: triggers, ETA, cost, keep/kill (exit 3 on kill)"),
                            ("watch", "a live, refreshing view of a run's check (Ctrl-C to leave)")):
@@ -116,7 +123,13 @@ def run_ingest(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.telemetry.report import ingest_markdown, summarize
 
     try:
-        got = ingest(Path(args.file), fmt=args.format, regex=args.regex, columns=args.columns, field="FILE")
+        if args.host is not None:
+            from gpu_preflight.tools.telemetry.remote_nvsmi import ingest_remote
+
+            got = ingest_remote(args.host, args.file, fmt=args.format, regex=args.regex, columns=args.columns,
+                                field="FILE")
+        else:
+            got = ingest(Path(args.file), fmt=args.format, regex=args.regex, columns=args.columns, field="FILE")
     except PreflightError as exc:
         if exc.field != "columns":
             raise
@@ -126,6 +139,16 @@ def run_ingest(args: argparse.Namespace) -> int:
         sys.stdout.write(got.model_dump_json() + "\n")
     else:
         sys.stdout.write(ingest_markdown(got, summarize(got)) + processes_markdown(got.process_samples()) + "\n")
+    return 0
+
+
+def run_gpu_snapshot(args: argparse.Namespace) -> int:
+    from gpu_preflight.tools.telemetry.nvml import gpu_snapshot
+    from gpu_preflight.tools.telemetry.remote_nvsmi import remote_gpu_snapshot
+    from gpu_preflight.tools.telemetry.report import snapshot_markdown
+
+    snap = remote_gpu_snapshot(args.host) if args.host is not None else gpu_snapshot()
+    sys.stdout.write((snap.model_dump_json(exclude_none=True) if args.json else snapshot_markdown(snap)) + "\n")
     return 0
 
 
@@ -175,7 +198,7 @@ def _enforce(args: argparse.Namespace, c: RunCheck) -> InterruptResult | None:
     """Stop a probe that reached its cap (see the module doc); None when there is nothing to stop."""
     if not _enforcing(args, c) or c.probe_cap is None or not c.probe_cap.reached:
         return None
-    if c.heartbeat is not None and c.heartbeat.get("state") in ("exited", "pane_gone"):
+    if c.heartbeat is not None and c.heartbeat.get("state") in ("exited", "pane_gone", "host_unreachable"):
         return None
     from gpu_preflight.tools.dispatch import interrupt_run
 

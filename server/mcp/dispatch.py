@@ -32,12 +32,12 @@ from gpu_preflight.tools.dispatch import (
     wait_idle,
 )
 
-Target = Annotated[str, Field(min_length=1, max_length=200, description="'session:window.pane' or '%id'.")]
+Target = Annotated[str, Field(min_length=1, max_length=200, description="session:window.pane or %id.")]
 # The names say it (tmux -L / -S, as the module and agents.md explain); a description on each of the six tools
 # that take them would cost ~500 bytes of every session's tools/list.
 SocketName = Annotated[str | None, Field(default=None, max_length=200)]
 SocketPath = Annotated[str | None, Field(default=None, max_length=1000)]
-HostName = Annotated[str | None, Field(default=None, max_length=64, description="A hosts_add name.")]
+HostName = Annotated[str | None, Field(default=None, max_length=64, description="hosts_add name.")]
 
 
 class PaneList(BaseModel):
@@ -91,7 +91,7 @@ def register(mcp: MCPServer) -> None:
         socket_path: SocketPath = None,
         host: HostName = None,
     ) -> Annotated[CallToolResult, DispatchResult]:
-        """Type a shell command or agent prompt (tui) into a tmux pane, proven started; on_busy: agent busy."""
+        """Type a shell command or agent prompt (tui) into a tmux pane, proven started; on_busy: if busy."""
         await ctx.report_progress(0, 1, f"dispatching to {target}")
         with tool_errors():
             d = await anyio.to_thread.run_sync(
@@ -104,20 +104,20 @@ def register(mcp: MCPServer) -> None:
     async def launch_run_tool(
         checklist_id: Annotated[str, Field(min_length=1, max_length=64)],
         target: Target,
-        command: Annotated[str, Field(min_length=1, max_length=100_000, description="Shell command of the run.")],
+        command: Annotated[str, Field(min_length=1, max_length=100_000)],
         ctx: Context,
         kind: Annotated[Literal["probe", "full"], Field(description="probe: capped calibration run.")] = "probe",
-        log_path: Annotated[str | None, Field(default=None, description="Training log the run writes.")] = None,
+        log_path: Annotated[str | None, Field(default=None, description="The run's training log.")] = None,
         expected_tokens_per_s: Annotated[float | None, Field(default=None, gt=0, le=1e9)] = None,
         override_reason: Annotated[str | None, Field(default=None, max_length=2000,
-                                                     description="Launch despite a closed gate (audited).")] = None,
+                                                     description="Launch past a closed gate (audited).")] = None,
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
         logging_steps: Annotated[int | None, Field(default=None, ge=1, le=10**9,
                                                    description="HF Trainer's, if no progress bar.")] = None,
         host: HostName = None,
     ) -> Annotated[CallToolResult, LaunchResult]:
-        """Gate check for `kind`, then a confirmed launch, recorded as a run (run_id)."""
+        """Gate check for `kind`, then a confirmed launch recorded as a run."""
         await ctx.report_progress(0, 1, f"gate check, then launch into {target}")
         with tool_errors():
             launched = await anyio.to_thread.run_sync(lambda: launch_run(
@@ -144,17 +144,18 @@ def register(mcp: MCPServer) -> None:
 
     @mcp.tool(name="wait_idle", annotations=READ_ONLY)
     async def wait_idle_tool(
-        target: Target,
+        target: Annotated[str, Field(min_length=1, max_length=200)],  # the pane dispatched to
         ctx: Context,
         timeout_s: Annotated[float, Field(gt=0, le=3600)] = 600.0,
         socket_name: SocketName = None,
         socket_path: SocketPath = None,
+        host: HostName = None,
     ) -> Annotated[CallToolResult, WaitIdleResult]:
         """After a tui dispatch: wait for the agent's turn to end (or a dialog, or its exit)."""
         await ctx.report_progress(0, 1, f"waiting for {target} to be idle")
         with tool_errors():
             w = await anyio.to_thread.run_sync(
-                lambda: wait_idle(target, timeout_s, socket_name=socket_name, socket_path=socket_path))
+                lambda: wait_idle(target, timeout_s, socket_name=socket_name, socket_path=socket_path, host=host))
         await ctx.report_progress(1, 1, w.state)
         return result(w, f"**{w.state}** after {w.waited_s:.1f} s: {w.reason}\n\n" + "\n".join(w.answer_tail))
 
@@ -167,7 +168,7 @@ def register(mcp: MCPServer) -> None:
                          Field(default=None, max_length=64, description="hosts_add names, or 'all'.")
                          ] = None,
     ) -> Annotated[CallToolResult, HeartbeatReport]:
-        """Heartbeat of every pane of a tmux server, or of every recorded run."""
+        """Heartbeat of every pane of a tmux server, or every recorded run."""
         with tool_errors():
             report = await anyio.to_thread.run_sync(
                 lambda: heartbeat_all(scope=scope, socket_name=socket_name, socket_path=socket_path, hosts=hosts))
@@ -195,11 +196,11 @@ def register(mcp: MCPServer) -> None:
         return json.dumps({"run": run.model_dump(mode="json"), "heartbeat": hb.model_dump(mode="json")})
 
     @mcp.tool(name="list_panes", annotations=READ_ONLY)
-    def list_panes_tool(socket_name: SocketName = None, socket_path: SocketPath = None
+    def list_panes_tool(socket_name: SocketName = None, socket_path: SocketPath = None, host: HostName = None
                         ) -> Annotated[CallToolResult, PaneList]:
-        """The panes of a tmux server, with their state."""
+        """Panes of a tmux server, with their state."""
         with tool_errors():
-            panes = list_pane_infos(socket_name, socket_path)
+            panes = list_pane_infos(socket_name, socket_path, host)
         md = table(["target", "id", "command", "dead", "mode"],
                    [[p.target_name, p.pane_id, p.current_command, p.dead, p.mode or "-"] for p in panes])
         return result(PaneList(panes=panes), md)

@@ -25,11 +25,12 @@ from gpu_preflight.tools.telemetry.runcheck import RunCheck
 
 MAX_SAMPLES_SHOWN = 20
 
-PathArg = Annotated[str | None, Field(default=None, max_length=4096, description="A file on this host.")]
-RunIdArg = Annotated[str, Field(min_length=1, max_length=64, description="The run id the dispatcher recorded.")]
+PathArg = Annotated[str | None, Field(default=None, max_length=4096, description="A file here.")]
+HostArg = Annotated[str | None, Field(default=None, max_length=64, description="A registered host.")]
+RunIdArg = Annotated[str, Field(min_length=1, max_length=64, description="A recorded run id.")]
 StepsArg = Annotated[int | None, Field(default=None, ge=1, description="Total steps if the log lacks them.")]
 GpusArg = Annotated[int | None, Field(default=None, ge=1, description="GPUs of the job.")]
-WindowArg = Annotated[float, Field(ge=1, le=86400, description="Window, s (playbook: 600).")]
+WindowArg = Annotated[float, Field(ge=1, le=86400, description="Window, s.")]
 
 
 class IngestAnswer(BaseModel):
@@ -152,19 +153,15 @@ def register(mcp: MCPServer) -> None:
         return json.dumps(probe_json_schema())
 
     @mcp.tool(name="gpu_snapshot", annotations=READ_ONLY)
-    def gpu_snapshot_tool() -> Annotated[CallToolResult, NvmlSnapshot]:
-        """One NVML reading of this host's GPUs (util, memory, power, processes)."""
-        from gpu_preflight.tools.common.render import table
+    def gpu_snapshot_tool(host: HostArg = None) -> Annotated[CallToolResult, NvmlSnapshot]:
+        """One reading of the GPUs: util, memory, power."""
         from gpu_preflight.tools.telemetry.nvml import gpu_snapshot
+        from gpu_preflight.tools.telemetry.remote_nvsmi import remote_gpu_snapshot
+        from gpu_preflight.tools.telemetry.report import snapshot_markdown
 
-        snap = gpu_snapshot()
-        if not snap.available:
-            md = f"no GPU readings: {snap.answer.message if snap.answer else 'NVML unavailable'}"
-        else:
-            md = table(["GPU", "name", "util %", "mem used/total MiB", "power W"], [
-                [g.gpu_index, g.name, g.gpu_util_pct, f"{g.mem_used_mib or 0:.0f}/{g.mem_total_mib or 0:.0f}",
-                 g.power_w] for g in snap.gpus])
-        return compact_result(snap, md)
+        with tool_errors():
+            snap = remote_gpu_snapshot(host) if host is not None else gpu_snapshot()
+        return compact_result(snap, snapshot_markdown(snap))
 
     @mcp.tool(annotations=READ_ONLY)
     def ingest_nvidia_smi(
@@ -172,12 +169,13 @@ def register(mcp: MCPServer) -> None:
         path: PathArg = None,
         fmt: Annotated[str | None, Field(default=None, description="Force a format; default: detected.")] = None,
         regex: Annotated[str | None, Field(default=None, max_length=2000,
-                                           description="Named groups step, loss, tokens_per_s, ...")] = None,
+                                           description="Named groups: step, loss, ...")] = None,
         max_samples: Annotated[int, Field(ge=0, le=500, description="Samples to return.")] = MAX_SAMPLES_SHOWN,
         columns: Annotated[str | None, Field(default=None, max_length=4000,
-                                             description="A noheader CSV's --query-gpu fields, a,b,c.")] = None,
+                                             description="Fields of a noheader --query-gpu CSV.")] = None,
+        host: HostArg = None,
     ) -> Annotated[CallToolResult, IngestAnswer]:
-        """Parse an nvidia-smi capture (query CSV, dmon, pmon, table) or a training log, as text or path."""
+        """Parse an nvidia-smi capture (CSV, dmon, pmon, table) or training log: text or path."""
         from pathlib import Path
 
         from gpu_preflight.tools.telemetry.ingest import ingest
@@ -188,8 +186,15 @@ def register(mcp: MCPServer) -> None:
             if (text is None) == (path is None):
                 raise PreflightError("text/path", "both" if text else "neither", "exactly one of text or path")
             try:  # a path is read through the one file reader: regular files under --allow-path only
-                got = ingest(Path(path) if path is not None else (text or ""), fmt=fmt, regex=regex, field="path",
-                             columns=columns)
+                if host is not None:
+                    from gpu_preflight.tools.telemetry.remote_nvsmi import ingest_remote
+
+                    if path is None:
+                        raise PreflightError("host", host, "a host with a path (text is read as given)")
+                    got = ingest_remote(host, path, fmt=fmt, regex=regex, columns=columns)
+                else:
+                    got = ingest(Path(path) if path is not None else (text or ""), fmt=fmt, regex=regex,
+                                 field="path", columns=columns)
             except PreflightError as exc:
                 if exc.field != "fmt" or text is None:
                     raise
@@ -217,7 +222,7 @@ def register(mcp: MCPServer) -> None:
         window_s: WindowArg = 600.0,
         live_gpu: Annotated[bool, Field(description="Add an NVML reading here.")] = False,
     ) -> Annotated[CallToolResult, RunCheck]:
-        """A run's heartbeat, window, fired triggers, bottleneck, ETA, cost, keep/kill/done/wait."""
+        """A run's heartbeat, window, triggers, bottleneck, ETA, cost, keep/kill/done/wait."""
         from gpu_preflight.tools.telemetry.nvml import gpu_snapshot
         from gpu_preflight.tools.telemetry.report import check_markdown
         from gpu_preflight.tools.telemetry.runcheck import run_check
@@ -231,7 +236,7 @@ def register(mcp: MCPServer) -> None:
     @mcp.tool(name="run_plot", annotations=READ_ONLY)
     def run_plot_tool(run_id: RunIdArg, log_path: PathArg = None, nvsmi_path: PathArg = None,
                       num_gpus: GpusArg = None) -> CallToolResult:
-        """PNG of a run (measured vs predicted throughput, ratio, GPU util) and its numbers as JSON."""
+        """PNG of a run (measured vs predicted throughput, GPU util) plus its numbers."""
         from mcp.server.mcpserver import Image
         from mcp.types import TextContent
 
@@ -253,8 +258,8 @@ def register(mcp: MCPServer) -> None:
         run_id: Annotated[str | None, Field(default=None, max_length=64,
                                             description="Measure the probe from this run.")] = None,
         probe: Annotated[dict[str, Any] | None, Field(
-            default=None, description="gpu, steps_measured, median_step_time_s|tokens_per_s, dph_total_usd, "
-            "gpu_util_pct, setup_debug_hours_so_far...; overrides run_id's log.")] = None,
+            default=None, description="gpu, steps_measured, median_step_time_s|tokens_per_s, ... "
+            "(preflight://schema/probe); overrides run_id's log.")] = None,
         spec: Annotated[dict[str, Any] | None, Field(default=None, description="Run spec; default: the "
                                                      "checklist's.")] = None,
         offers_file: PathArg = None,

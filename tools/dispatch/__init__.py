@@ -35,9 +35,17 @@ from gpu_preflight.tools.dispatch.tui import TuiTiming
 from gpu_preflight.tools.dispatch.waitidle import WaitIdleResult, wait_idle
 
 
-def list_pane_infos(socket_name: str | None = None, socket_path: str | None = None) -> list[PaneInfo]:
-    """Every pane of one tmux server (one ``list-panes -a`` call), for a ``list_panes`` tool."""
-    return list_panes(make_tmux(socket_name, socket_path))
+def list_pane_infos(socket_name: str | None = None, socket_path: str | None = None,
+                    host: str | None = None) -> list[PaneInfo]:
+    """Every pane of one tmux server (one ``list-panes -a`` call; on ``host``, one ssh round trip), for a
+    ``list_panes`` tool. A box that cannot be reached is refused naming ``host``, with ssh's reason."""
+    from gpu_preflight.tools.common.errors import PreflightError
+    from gpu_preflight.tools.dispatch.tmuxcmd import HostUnreachable
+
+    try:
+        return list_panes(make_tmux(socket_name, socket_path, host=host))
+    except HostUnreachable as exc:
+        raise PreflightError("host", host, "a reachable host", f"{exc.status}: {exc.reason}") from exc
 
 
 __all__ = [

@@ -4,12 +4,14 @@ Why one entry point: every rule (literal text, control characters out, one dispa
 an audit row per attempt) must hold for every caller: the MCP tool, the CLI and ``launch_command``.
 Bad input raises :class:`PreflightError` before anything is typed; a pane that cannot safely take
 the text gives a ``refused`` result (audited), never an exception. With ``host`` the pane is on a
-registered remote box (shell mode only, :mod:`.remote_send`); a dead link is a status, never an exception.
+registered remote box (shell: :mod:`.remote_send`; tui: the same protocol, each tmux step over ssh, the app's
+processes and screen read on the box by :mod:`.agent_remote`); a dead link is a status, never an exception.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from gpu_preflight.tools.common.errors import PreflightError
@@ -42,6 +44,29 @@ def _pane_pids(tmux: Tmux, pane_id: str) -> list[int]:
     except (TmuxError, ValueError):
         return []
     return [pid, *procfs.descendants(pid, procfs.all_stats())]
+
+
+REMOTE_TIMING = TuiTiming(echo_timeout_s=6.0, confirm_window_s=1.5)
+"""Over ssh each look is a round trip (~170 ms warm, ~0.5 s on a loaded link): the windows hold several looks."""
+
+
+def _tui_timing(tmux: Tmux, max_enter_retries: int) -> TuiTiming:
+    base = REMOTE_TIMING if tmux.host is not None else TuiTiming()
+    return replace(base, max_enter_retries=max_enter_retries)
+
+
+def _tui_profile(tmux: Tmux, pane_id: str, profile: TuiProfile | str | None) -> TuiProfile:
+    """The named profile, or (auto) the app the pane's processes run: on a box, read from the box's ``/proc``."""
+    if isinstance(profile, TuiProfile) or (profile is not None and profile != "auto"):
+        return get_profile(profile)
+    if tmux.host is None:
+        return get_profile(profile, _pane_pids(tmux, pane_id))
+    from gpu_preflight.tools.dispatch.agent_remote import remote_profile
+
+    try:
+        return remote_profile(tmux, pane_id)
+    except HostUnreachable:
+        return get_profile("generic")  # the preflight's own look reports the fault, before anything is typed
 
 
 def _screen_at_last_submit(server_key: str, pane_id: str) -> tuple[list[str], float] | None:
@@ -82,7 +107,7 @@ def dispatch(
     input line). ``socket_name``/``socket_path`` pick the tmux server like ``-L``/``-S``.
     ``profile`` (tui): ``auto`` (default) picks claude/codex/gemini from the pane's processes, else generic.
     ``on_busy`` (tui): ``refuse``, ``wait`` (up to ``busy_timeout_s``), or ``queue`` (the app's own queue).
-    ``host``: a registered host (``preflight hosts add``) whose tmux server has the pane (shell mode).
+    ``host``: a registered host (``preflight hosts add``) whose tmux server has the pane.
     """
     started_s = time.monotonic()
     target = validate_target(target)
@@ -110,8 +135,6 @@ def dispatch(
     if mode == "tui" and delivery == "type" and ("\n" in body or body.endswith(";") or len(body) > TYPE_MAX_CHARS):
         raise PreflightError("delivery", delivery, "'auto' or 'paste' for multi-line text, text ending in ';' or "
                              f"over {TYPE_MAX_CHARS} characters (send-keys would mangle it)")
-    if host is not None and mode != "shell":
-        raise PreflightError("mode", mode, "shell when a host is given (tui over ssh is not supported yet)")
     tmux = make_tmux(socket_name, socket_path, tmux_timeout_s, host=host)
     try:  # a %id needs no resolving round trip on a remote box: the preflight's look finds it or not
         pane_id = target if host is not None and PANE_ID_RE.match(target) else resolve_pane_id(tmux, target)
@@ -134,8 +157,8 @@ def dispatch(
                                             start_timeout_s=start_timeout_s, max_enter_retries=max_enter_retries,
                                             cancel_mode=cancel_mode, prompt_regex=prompt_regex)
                 else:
-                    tui_timing = timing or TuiTiming(max_enter_retries=max_enter_retries)
-                    tui_profile = get_profile(profile, _pane_pids(tmux, pane_id))
+                    tui_timing = timing or _tui_timing(tmux, max_enter_retries)
+                    tui_profile = _tui_profile(tmux, pane_id, profile)
                     result = dispatch_tui(tmux, pane_id, clean, target=target, started_s=started_s,
                                           profile=tui_profile, delivery=delivery, on_busy=on_busy,
                                           busy_timeout_s=busy_timeout_s, cancel_mode=cancel_mode, timing=tui_timing,

@@ -11,14 +11,17 @@ from __future__ import annotations
 import os
 import re
 import stat
+import threading
 import time
 from dataclasses import dataclass
 
 from gpu_preflight.tools.dispatch import procfs
 from gpu_preflight.tools.dispatch.heartbeat_model import Heartbeat
 from gpu_preflight.tools.dispatch.paneinfo import PaneInfo, fetch_pane, list_panes
+from gpu_preflight.tools.dispatch.runs import RunRecord
 from gpu_preflight.tools.dispatch.screen import unstyle_lines
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, TmuxError
+from gpu_preflight.tools.telemetry.probecap import tail_cap
 
 MARK = "\x1epf-pane "
 CAPTURE_BATCH = 80
@@ -124,6 +127,60 @@ def read_log(path: str, now_epoch_s: float) -> LogView | None:
     last = next((piece for piece in reversed(pieces) if piece), None)
     return LogView(size_bytes=info.st_size, seconds_since_write_s=max(0.0, now_epoch_s - info.st_mtime),
                    last_line=last[:300] if last else None, tail=tail)
+
+
+def read_remote_log(host: str, path: str, now_epoch_s: float | None) -> LogView | None:
+    """:func:`read_log` of a log on a registered host (one ssh call, :mod:`~gpu_preflight.tools.hosts.remotefile`).
+
+    ``now_epoch_s`` is the box's own clock (from the same heartbeat's look), so the log's age is measured
+    on one clock; None when the file does not exist yet or is not a readable regular file. Raises
+    ``RemoteFileUnreachable`` when the box does not answer.
+    """
+    from gpu_preflight.tools.common.errors import PreflightError
+    from gpu_preflight.tools.hosts.registry import get_host
+    from gpu_preflight.tools.hosts.remotefile import RemoteFileUnreachable, read_remote
+
+    box = get_host(host, field="host")
+    try:
+        found = read_remote(box, path, last_bytes=LOG_TAIL_BYTES, field="log_path", must_exist=False)
+    except RemoteFileUnreachable:
+        raise
+    except PreflightError:  # not a regular file, unreadable: as read_log, no log rather than a failed heartbeat
+        return None
+    if found is None:
+        return None
+    tail = found.data.decode("utf-8", "replace")
+    pieces = [piece.strip() for piece in tail.replace("\r", "\n").split("\n")]
+    last = next((piece for piece in reversed(pieces) if piece), None)
+    now = now_epoch_s if now_epoch_s is not None else time.time()
+    return LogView(size_bytes=found.size_bytes, seconds_since_write_s=max(0.0, now - found.mtime_epoch_s),
+                   last_line=last[:300] if last else None, tail=tail)
+
+
+_LOG_SEEN: dict[str, int] = {}
+_LOG_LOCK = threading.Lock()
+
+
+def _log_growth(path: str, size: int) -> int | None:
+    with _LOG_LOCK:
+        previous = _LOG_SEEN.get(path)
+        _LOG_SEEN[path] = size
+    return None if previous is None else size - previous
+
+
+def fill_log(hb: Heartbeat, run: RunRecord, log: LogView | None) -> str:
+    """Fill a run heartbeat's log fields and probe cap from ``log`` (here or on the run's host); its tail text."""
+    text = ""
+    if log is not None and run.log_path:
+        hb.log_size_bytes, hb.last_log_line, text = log.size_bytes, log.last_line, log.tail
+        hb.seconds_since_log_write_s = round(log.seconds_since_write_s, 3)
+        key = run.log_path if run.host is None else f"ssh://{run.host}:{run.log_path}"
+        hb.log_growth_bytes = _log_growth(key, log.size_bytes)
+    # An HF log's dicts are counted k x logging_steps from the file's start: only when the tail is the whole file.
+    whole = hb.log_size_bytes is not None and hb.log_size_bytes <= LOG_TAIL_BYTES
+    hb.probe_cap = tail_cap(run.cap_steps, run.cap_seconds, hb.elapsed_s, text,  # caps: probecap's doc
+                            run.log_format, run.log_regex, run.logging_steps if whole else None)
+    return text
 
 
 # Why these and in this order: the end of a crashed run is read by an agent deciding what to change,

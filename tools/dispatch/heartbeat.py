@@ -25,7 +25,6 @@ smaller batch, not a relaunch.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Literal
 
@@ -40,9 +39,9 @@ from gpu_preflight.tools.dispatch.agentbeat import (
 )
 from gpu_preflight.tools.dispatch.audit import last_agent_prompt
 from gpu_preflight.tools.dispatch.hbscan import (
-    LOG_TAIL_BYTES,
     Scan,
     end_fields,
+    fill_log,
     job_lines,
     last_error,
     read_log,
@@ -52,6 +51,7 @@ from gpu_preflight.tools.dispatch.hbscan import (
 from gpu_preflight.tools.dispatch.heartbeat_model import Heartbeat as Heartbeat
 from gpu_preflight.tools.dispatch.heartbeat_model import HeartbeatReport as HeartbeatReport
 from gpu_preflight.tools.dispatch.heartbeat_model import HeartbeatState as HeartbeatState
+from gpu_preflight.tools.dispatch.heartbeat_model import HostSweep
 from gpu_preflight.tools.dispatch.models import tail_lines
 from gpu_preflight.tools.dispatch.pane_jobs import fill_last_job, latest_shell_jobs
 from gpu_preflight.tools.dispatch.paneinfo import PaneInfo
@@ -59,24 +59,12 @@ from gpu_preflight.tools.dispatch.runs import RunRecord, get_run, list_runs
 from gpu_preflight.tools.dispatch.shell_job import JobRecord, read_job
 from gpu_preflight.tools.dispatch.target import make_tmux, resolve_pane_id, validate_any_target
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux
-from gpu_preflight.tools.telemetry.probecap import tail_cap
 
 DEFAULT_HANG_AFTER_S = 300.0
 """The threshold when the run shows no step time (and the most a step-relative one starts from)."""
 HANG_STEPS = 5.0
 HANG_FLOOR_S = 60.0
 DEFAULT_CPU_SAMPLE_S = 0.1
-
-
-_LOG_SEEN: dict[str, int] = {}
-_LOG_LOCK = threading.Lock()
-
-
-def _log_growth(path: str, size: int) -> int | None:
-    with _LOG_LOCK:
-        previous = _LOG_SEEN.get(path)
-        _LOG_SEEN[path] = size
-    return None if previous is None else size - previous
 
 
 def _exit_fields(hb: Heartbeat, job: JobRecord | None, pane: PaneInfo | None) -> str:
@@ -211,15 +199,20 @@ def _sample_cpu(candidates: list[Candidate], stats: dict[int, procfs.ProcStat], 
     time.sleep(sample_s)
     after_stats = procfs.all_stats()
     for hb, root, hang, lines in candidates:
-        busy = procfs.tree_cpu_ticks(root, after_stats) > before[id(hb)]
-        hb.cpu_sample_busy = busy
-        if busy:
-            hb.reason = f"silent ({hang.silences()}; past the {hang.threshold()}), but the process tree is using CPU"
-        else:
-            hb.state = "hung"
-            hb.reason = f"{hang.silences()}, no CPU in a {sample_s:g} s sample: past the {hang.threshold()}"
-            found = last_error(lines)
-            hb.last_error_line = found[1] if found else None
+        sample_verdict(hb, hang, procfs.tree_cpu_ticks(root, after_stats) > before[id(hb)], sample_s, lines)
+
+
+def sample_verdict(hb: Heartbeat, hang: Hang, busy: bool, sample_s: float, lines: list[str], where: str = "") -> None:
+    """A run silent past its threshold: ``running`` if its tree used CPU in the sample, else ``hung`` (with the
+    last error line of ``lines``); ``where``: where the sample was taken (a remote box, :mod:`.remote_beat`)."""
+    hb.cpu_sample_busy = busy
+    if busy:
+        hb.reason = f"silent ({hang.silences()}; past the {hang.threshold()}), but the process tree is using CPU"
+    else:
+        hb.state = "hung"
+        hb.reason = f"{hang.silences()}, no CPU in a {sample_s:g} s sample{where}: past the {hang.threshold()}"
+        found = last_error(lines)
+        hb.last_error_line = found[1] if found else None
 
 
 Checked = tuple[Heartbeat, Candidate | None, AgentLook | None]
@@ -242,18 +235,8 @@ def _run_heartbeat(run: RunRecord, snap: Scan, tmux: Tmux, hang_after_s: float |
     if job is not None and job.started_at_epoch_s is not None:
         end = job.ended_at_epoch_s if job.exited and job.ended_at_epoch_s else time.time()
         hb.elapsed_s = round(end - job.started_at_epoch_s, 3)
-    text = ""
-    if run.log_path:
-        log = read_log(run.log_path, snap.taken_epoch_s)
-        if log is not None:
-            hb.log_size_bytes, hb.last_log_line, text = log.size_bytes, log.last_line, log.tail
-            hb.seconds_since_log_write_s = round(log.seconds_since_write_s, 3)
-            hb.log_growth_bytes = _log_growth(run.log_path, log.size_bytes)
+    text = fill_log(hb, run, read_log(run.log_path, snap.taken_epoch_s) if run.log_path else None)
     lines = _log_lines(text)
-    # An HF log's dicts are counted k x logging_steps from the file's start: only when the tail is the whole file.
-    whole = hb.log_size_bytes is not None and hb.log_size_bytes <= LOG_TAIL_BYTES
-    hb.probe_cap = tail_cap(run.cap_steps, run.cap_seconds, hb.elapsed_s, text,  # caps: probecap's doc
-                            run.log_format, run.log_regex, run.logging_steps if whole else None)
     pane = snap.panes.get(run.pane_id or "")
     if pane is None:
         if job is not None and job.exited:
@@ -321,13 +304,14 @@ def heartbeat(run_id: str | None = None, target: str | None = None, *, socket_na
             raise PreflightError("host", host, "a pane target with host (a run keeps its host: pass run_id alone)")
         from gpu_preflight.tools.dispatch.remote_beat import remote_pane_heartbeat
 
-        return remote_pane_heartbeat(make_tmux(socket_name, socket_path, host=host), validate_any_target(target))
+        return remote_pane_heartbeat(make_tmux(socket_name, socket_path, host=host), validate_any_target(target),
+                                     hang_after_s=hang_after_s, cpu_sample_s=cpu_sample_s)
     if run_id is not None:
         run = get_run(run_id)
         if run.host is not None:  # the run keeps its host: nothing more to name
             from gpu_preflight.tools.dispatch.remote_beat import remote_run_heartbeat
 
-            return remote_run_heartbeat(run)
+            return remote_run_heartbeat(run, hang_after_s=hang_after_s, cpu_sample_s=cpu_sample_s)
         tmux = make_tmux(run.socket_name, run.socket_path)
         snap = scan(tmux, only={run.pane_id} if run.pane_id else set())
         hb, candidate, look = _run_heartbeat(run, snap, tmux, hang_after_s)
@@ -355,17 +339,17 @@ def heartbeat_all(*, socket_name: str | None = None, socket_path: str | None = N
 
     ``hosts``: every pane of that server on each named registered host (``"all"``: every one), swept in
     parallel within ``timeout_s`` (default: the ssh runner's 10 s), with ``hosts`` saying which answered
-    (:mod:`.remote_fleet`)."""
+    (:mod:`.remote_fleet`). Runs recorded on hosts are looked at on their boxes, hosts in parallel under
+    the same deadline (:mod:`.remote_runs`); with ``hosts``, only the runs on those hosts."""
+    from gpu_preflight.tools.hosts.ssh import DEFAULT_TIMEOUT_S
+
     if scope not in ("panes", "runs"):
         raise PreflightError("scope", scope, "panes or runs")
-    if hosts is not None:
-        if scope != "panes":
-            raise PreflightError("scope", scope, "panes with hosts (recorded runs over ssh: not yet)")
+    deadline_s = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
+    if hosts is not None and scope == "panes":
         from gpu_preflight.tools.dispatch.remote_fleet import fleet_heartbeats
-        from gpu_preflight.tools.hosts.ssh import DEFAULT_TIMEOUT_S
 
-        return fleet_heartbeats(hosts, socket_name=socket_name, socket_path=socket_path,
-                                timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
+        return fleet_heartbeats(hosts, socket_name=socket_name, socket_path=socket_path, timeout_s=deadline_s)
     _check_times(hang_after_s, cpu_sample_s)
     started = time.monotonic()
     results: list[Checked] = []
@@ -373,6 +357,7 @@ def heartbeat_all(*, socket_name: str | None = None, socket_path: str | None = N
     stats: dict[int, procfs.ProcStat] = {}
     pane_count = 0
     remote: list[Heartbeat] = []  # runs on registered hosts (scope runs)
+    sweeps: list[HostSweep] | None = None
     if scope == "panes":
         tmux = make_tmux(socket_name, socket_path)
         snap = scan(tmux)
@@ -381,14 +366,21 @@ def heartbeat_all(*, socket_name: str | None = None, socket_path: str | None = N
         results = [_pane_heartbeat(pane, snap, tmux, hang_after_s, jobs) for pane in snap.panes.values()]
         looks[(socket_name, socket_path)] = (tmux, [look for _, _, look in results if look])
     else:
+        from gpu_preflight.tools.dispatch.remote_runs import remote_run_heartbeats
+
         by_server: dict[tuple[str | None, str | None], list[RunRecord]] = {}
+        wanted = _host_names(hosts)
+        on_hosts: list[RunRecord] = []
         for run in list_runs(run_limit):
             if run.host is not None:  # on its box, never judged against this machine's panes
-                from gpu_preflight.tools.dispatch.remote_beat import remote_run_heartbeat
-
-                remote.append(remote_run_heartbeat(run))
-                continue
-            by_server.setdefault((run.socket_name, run.socket_path), []).append(run)
+                if wanted is None or run.host in wanted:
+                    on_hosts.append(run)
+            elif hosts is None:
+                by_server.setdefault((run.socket_name, run.socket_path), []).append(run)
+        if not deadline_s > 0:
+            raise PreflightError("timeout_s", timeout_s, "a number of seconds > 0")
+        remote, found = remote_run_heartbeats(on_hosts, deadline_s)
+        sweeps = found if found or hosts is not None else None
         for (name, path), runs in by_server.items():
             tmux = make_tmux(name, path)
             snap = scan(tmux)
@@ -400,6 +392,15 @@ def heartbeat_all(*, socket_name: str | None = None, socket_path: str | None = N
     _sample_cpu([candidate for _, candidate, _ in results if candidate], stats, cpu_sample_s)
     for tmux, pending in looks.values():  # one sleep for all; see agentbeat.sample_agents
         sample_agents(tmux, pending, agent_sample_s if pending else 0.0)
-    return HeartbeatReport(heartbeats=[hb for hb, _, _ in results] + remote,
+    return HeartbeatReport(heartbeats=[hb for hb, _, _ in results] + remote, hosts=sweeps,
                            pane_count=pane_count,
                            scan_ms=round((time.monotonic() - started) * 1000.0, 2))
+
+
+def _host_names(hosts: list[str] | Literal["all"] | None) -> set[str] | None:
+    """The registered host names a runs sweep keeps (None: every host); an unknown name is refused."""
+    if hosts is None or hosts == "all":
+        return None
+    from gpu_preflight.tools.hosts.registry import get_host
+
+    return {get_host(name, field="hosts").name for name in hosts}

@@ -122,7 +122,12 @@ def parse_pane_line(line: str, stats: dict[int, procfs.ProcStat] | None = None) 
 
 
 def fetch_pane(tmux: Tmux, pane_id: str) -> PaneInfo | None:
-    """Snapshot one pane; None when it (or its server) no longer exists."""
+    """Snapshot one pane; None when it (or its server) no longer exists. On a box: one ssh round trip
+    (:func:`.remote.look`, whose process facts are the box's ``/proc``)."""
+    if tmux.host is not None:
+        from gpu_preflight.tools.dispatch.remote import look
+
+        return look(tmux, pane_id).pane
     try:
         line = tmux.display(pane_id, PANE_FORMAT)
     except TmuxError:
@@ -130,8 +135,42 @@ def fetch_pane(tmux: Tmux, pane_id: str) -> PaneInfo | None:
     return parse_pane_line(line)
 
 
+LIST_SCRIPT = r"""f=$1 k=$2 sep=$3
+t list-panes -a -F "$f" 2>/dev/null | { i=0; while IFS= read -r line; do
+  i=$((i+1)); pid=$(printf '%s\n' "$line" | cut -d "$sep" -f 2)
+  case $pid in ''|*[!0-9]*) pid=0;; esac
+  echo "@@$k pane $i"; printf '%s\n' "$line"
+  echo "@@$k stat $i"; cat "/proc/$pid/stat" 2>/dev/null; echo
+  echo "@@$k kids $i"
+  for c in $(cat /proc/$pid/task/*/children 2>/dev/null); do cat "/proc/$c/stat" 2>/dev/null; echo; done
+  echo "@@$k cmdline $i"; tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null
+done; }
+"""
+"""Every pane of a remote server with its process facts from the box's ``/proc``, in ONE ssh round trip."""
+
+
+def _list_remote(tmux: Tmux) -> list[PaneInfo]:
+    from gpu_preflight.tools.dispatch.remote import nonce, pane_from, sections
+
+    mark = nonce()
+    parts = sections(tmux.sh(LIST_SCRIPT, PANE_FORMAT, mark, SEP), mark)
+    panes: list[PaneInfo] = []
+    index = 1
+    while f"pane {index}" in parts:
+        pane = pane_from(parts[f"pane {index}"][0], parts.get(f"stat {index}", []), parts.get(f"kids {index}", []),
+                         parts.get(f"cmdline {index}", []))
+        if pane is not None:
+            panes.append(pane)
+        index += 1
+    return panes
+
+
 def list_panes(tmux: Tmux, stats: dict[int, procfs.ProcStat] | None = None) -> list[PaneInfo]:
-    """Every pane of the server in ONE ``list-panes -a`` call ([] when no server runs)."""
+    """Every pane of the server in ONE ``list-panes -a`` call ([] when no server runs); on a box, one ssh
+    round trip that also reads the box's ``/proc`` (:data:`LIST_SCRIPT`; a fault of the link raises
+    :class:`~.tmuxcmd.HostUnreachable`)."""
+    if tmux.host is not None:
+        return _list_remote(tmux)
     try:
         text = tmux.run("list-panes", "-a", "-F", PANE_FORMAT)
     except TmuxError:

@@ -103,6 +103,15 @@ def canonical_mode(tty_path: str) -> bool | None:
         os.close(fd)
 
 
+def _cooked(tmux: Tmux, tty: str) -> bool | None:
+    """:func:`canonical_mode` of the pane's tty, read on the box that has it (a remote tty path names nothing here)."""
+    if tmux.host is None:
+        return canonical_mode(tty)
+    from gpu_preflight.tools.dispatch.agent_remote import remote_cooked
+
+    return remote_cooked(tmux, tty)
+
+
 def _draft_holds(tmux: Tmux, pane: PaneInfo, profile: TuiProfile, text: str) -> bool:
     """The composer still holds ``text`` a moment later (not one frame of a redraw)."""
     time.sleep(DRAFT_CONFIRM_S)
@@ -133,7 +142,7 @@ def preflight_tui(tmux: Tmux, pane_id: str, *, text: str, profile: TuiProfile, o
     if pane is None or refusal:
         return Preflight(pane=pane, refusal=refusal)
     longest = max((len(line.encode()) for line in text.split("\n")), default=0)
-    if longest > CANONICAL_LINE_MAX_BYTES and canonical_mode(pane.tty):
+    if longest > CANONICAL_LINE_MAX_BYTES and _cooked(tmux, pane.tty):
         return Preflight(
             pane=pane,
             refusal=f"the program reads a cooked-mode tty, which truncates a line at {CANONICAL_LINE_MAX_BYTES} "

@@ -2,7 +2,8 @@
 
 Why one script and not the local calls one by one: locally a pane snapshot is a ``display-message``, a
 few ``/proc`` reads and a ``capture-pane`` (~5 ms); over ssh each tmux call is a round trip (~170 ms warm
-here) and ``/proc`` is the box's, not ours. So a fixed ``sh`` script (:data:`LOOK_SCRIPT`, run by
+here with one ssh per command, a few ms in the persistent shell of :mod:`gpu_preflight.tools.hosts.session`, plus
+the box's forks) and ``/proc`` is the box's, not ours. So a fixed ``sh`` script (:data:`LOOK_SCRIPT`, run by
 :meth:`Tmux.sh`) prints, between markers carrying a per-call nonce (a screen cannot forge a section):
 
 * the pane's :data:`~.paneinfo.PANE_FORMAT` line (the same fields as a local snapshot),
@@ -10,7 +11,9 @@ here) and ``/proc`` is the box's, not ours. So a fixed ``sh`` script (:data:`LOO
   terminal (``tpgid``), runs a job in its group, or runs a script, judged as :mod:`.procfs` judges locally,
 * the start and exit records of the job named by the pane's ``@pf_job`` option (and of one more job we
   name, the last one the audit table says we dispatched there), and the box's clock,
-* the visible screen.
+* the visible screen;
+* when asked (``cpu_sample_s``, a heartbeat) and the pane's shell is not at its prompt: the ``stat`` of
+  every process in the pane's tree, twice, ``cpu_sample_s`` apart (the hang sample, taken on the box).
 
 Where the job files live on the box: ``$PREFLIGHT_REMOTE_STATE_DIR`` (a path on the box; relative means
 under the remote ``$HOME``), default ``.local/state/gpu-preflight`` (the XDG default we use locally).
@@ -23,14 +26,14 @@ import secrets
 from dataclasses import dataclass, field
 
 from gpu_preflight.tools.dispatch import procfs
-from gpu_preflight.tools.dispatch.paneinfo import PANE_FORMAT, PaneInfo, parse_pane_line
+from gpu_preflight.tools.dispatch.paneinfo import PANE_FORMAT, SHELLS, PaneInfo, parse_pane_line
 from gpu_preflight.tools.dispatch.shell_job import JobRecord
 from gpu_preflight.tools.dispatch.tmuxcmd import Tmux
 
 REMOTE_STATE_ENV = "PREFLIGHT_REMOTE_STATE_DIR"
 DEFAULT_REMOTE_STATE = ".local/state/gpu-preflight"
 
-LOOK_SCRIPT = r"""p=$1 f=$2 d=$3 k=$4 a=$5
+LOOK_SCRIPT = r"""p=$1 f=$2 d=$3 k=$4 a=$5 cs=$6
 case $d in /*) ;; *) d=$HOME/$d;; esac
 line=$(t display-message -p -t "$p" "$f") || exit 1
 pid=$(t display-message -p -t "$p" '#{pane_pid}') || exit 1
@@ -42,6 +45,13 @@ echo "@@$k stat"; cat "/proc/$pid/stat" 2>/dev/null; echo
 echo "@@$k kids"
 for c in $(cat /proc/$pid/task/*/children 2>/dev/null); do cat "/proc/$c/stat" 2>/dev/null; echo; done
 echo "@@$k cmdline"; tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null
+tree() { cat "/proc/$1/stat" 2>/dev/null; for c in $(cat /proc/$1/task/*/children 2>/dev/null); do tree "$c"; done; }
+if [ -n "$cs" ] && [ "$pid" != 0 ]; then
+  st=$(cat "/proc/$pid/stat" 2>/dev/null); c=${st#*(}; c=${c%)*}; set -- ${st##*) }
+  kids=$(cat /proc/$pid/task/*/children 2>/dev/null)
+  if [ "$6" = "$pid" ] && [ -z "$kids" ]; then case " @SHELLS@ " in *" $c "*) cs=;; esac; fi
+  if [ -n "$cs" ]; then echo "@@$k cpu0"; tree "$pid"; sleep "$cs"; echo "@@$k cpu1"; tree "$pid"; fi
+fi
 [ "$a" = "${job%%:*}" ] && a=
 for id in "${job%%:*}" "$a"; do
   x=${id#j}; [ "$x" != "$id" ] || continue
@@ -51,7 +61,7 @@ for id in "${job%%:*}" "$a"; do
 done
 echo "@@$k now"; date +%s
 echo "@@$k screen"; t capture-pane -p -t "$p"
-"""
+""".replace("@SHELLS@", " ".join(sorted(SHELLS)))
 
 
 def remote_state_dir() -> str:
@@ -115,6 +125,9 @@ class RemoteLook:
     """``"start <job id>"`` / ``"exit <job id>"`` -> the record's text as read on the box."""
     now_epoch_s: float | None = None
     """The box's clock at the look (its window activity times are on that clock)."""
+    cpu_before: dict[int, procfs.ProcStat] = field(default_factory=dict)
+    cpu_after: dict[int, procfs.ProcStat] = field(default_factory=dict)
+    """The pane's process tree read twice, ``cpu_sample_s`` apart (empty: no sample, e.g. a shell at its prompt)."""
 
 
 def pane_from(line: str, stat_lines: list[str], kid_lines: list[str], cmdline: list[str]) -> PaneInfo | None:
@@ -135,16 +148,36 @@ def pane_from(line: str, stat_lines: list[str], kid_lines: list[str], cmdline: l
     })
 
 
-def look(tmux: Tmux, target: str, timeout_s: float | None = None, also_job: str = "") -> RemoteLook:
+def stats_of(lines: list[str]) -> dict[int, procfs.ProcStat]:
+    """``/proc/<pid>/stat`` lines read on the box, by pid (unreadable lines dropped).
+
+    >>> stats_of(["42 (python x) R 1 42 42 0 -1 0 0 0 0 0 250 30 0 0 20 0 1 0 999 0 0", "", "junk"])[42].cpu_ticks
+    280
+    """
+    found: dict[int, procfs.ProcStat] = {}
+    for raw in lines:
+        head = raw.split(" ", 1)[0]
+        stat = procfs.parse_stat(int(head), raw) if head.isdigit() else None
+        if stat is not None:
+            found[stat.pid] = stat
+    return found
+
+
+def look(tmux: Tmux, target: str, timeout_s: float | None = None, also_job: str = "",
+         cpu_sample_s: float = 0.0) -> RemoteLook:
     """One round trip (see the module docstring); raises :class:`~.tmuxcmd.HostUnreachable` on a fault.
 
     A pane that does not exist gives ``RemoteLook(pane=None)``; tmux's other failures raise TmuxError.
+    ``cpu_sample_s`` > 0: unless the pane's shell sits at its prompt, its process tree's ``/proc/<pid>/stat``
+    is read twice that far apart on the box, in the same round trip (what tells ``hung`` from ``running``).
     """
     from gpu_preflight.tools.dispatch.tmuxcmd import TmuxError
 
     mark = nonce()
     try:
-        out = tmux.sh(LOOK_SCRIPT, target, PANE_FORMAT, remote_state_dir(), mark, also_job, timeout_s=timeout_s)
+        sample = f"{cpu_sample_s:.3f}" if cpu_sample_s > 0 else ""
+        out = tmux.sh(LOOK_SCRIPT, target, PANE_FORMAT, remote_state_dir(), mark, also_job, sample,
+                      timeout_s=None if timeout_s is None else timeout_s + cpu_sample_s)
     except TmuxError as exc:
         if exc.returncode == 1:
             return RemoteLook(pane=None)
@@ -161,4 +194,5 @@ def look(tmux: Tmux, target: str, timeout_s: float | None = None, also_job: str 
     screen = [line.rstrip() for line in parts.get("screen", [])[:-1]]  # the output's final newline
     now = (parts.get("now") or [""])[0].strip()
     return RemoteLook(pane=pane, lines=screen, job=job, state_dir=(parts.get("dir") or [""])[0], records=records,
-                      now_epoch_s=float(now) if now.isdigit() else None)
+                      now_epoch_s=float(now) if now.isdigit() else None,
+                      cpu_before=stats_of(parts.get("cpu0", [])), cpu_after=stats_of(parts.get("cpu1", [])))

@@ -43,7 +43,9 @@ def interrupt_run(run_id: str, *, timeout_s: float = 10.0) -> InterruptResult:
     if run.job_id is None or run.pane_id is None:
         raise PreflightError("run_id", run_id, "a run launched through the dispatcher (it has a job and a pane)")
     if run.host is not None:  # its job and pane are on the box: never Ctrl-C a local pane with the same id
-        raise PreflightError("run_id", run_id, f"a run on this machine (stopping one on {run.host}: not yet)")
+        from gpu_preflight.tools.dispatch.remote_stop import interrupt_remote
+
+        return interrupt_remote(run, timeout_s=timeout_s)
     job = read_job(run.job_id)
     if job.exited:
         return InterruptResult(run_id=run_id, stopped=True, already_ended=True, exit_code=job.exit_code,

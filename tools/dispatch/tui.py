@@ -22,7 +22,7 @@ from gpu_preflight.tools.dispatch.agentview import AgentView, Composer, queued_n
 from gpu_preflight.tools.dispatch.models import DispatchResult, DispatchStatus, tail_lines
 from gpu_preflight.tools.dispatch.preflight_pane import preflight_tui
 from gpu_preflight.tools.dispatch.screen import Needle, TuiProfile, compact, count_markers
-from gpu_preflight.tools.dispatch.tmuxcmd import Tmux, TmuxError
+from gpu_preflight.tools.dispatch.tmuxcmd import HostUnreachable, Tmux, TmuxError
 
 Delivery = Literal["auto", "paste", "type"]
 OnBusy = Literal["refuse", "queue", "wait"]
@@ -65,10 +65,16 @@ class _Session:
 
     def look(self) -> Composer | None:
         cursor_y: int | None = None
-        if self.profile.ends_at_blank:  # a draft with an empty line: the cursor says where the composer ends
-            cursor = self.tmux.display(self.pane_id, "#{cursor_y}").strip()
-            cursor_y = int(cursor) if cursor.isdigit() else None
-        self.view = read_agent_view(self.tmux.capture(self.pane_id, escapes=True), self.profile, cursor_y)
+        if self.tmux.host is not None:  # one ssh round trip for both (each costs ~170 ms)
+            from gpu_preflight.tools.dispatch.agent_remote import screen_and_cursor
+
+            ansi, cursor_y = screen_and_cursor(self.tmux, self.pane_id)
+            self.view = read_agent_view(ansi, self.profile, cursor_y if self.profile.ends_at_blank else None)
+        else:
+            if self.profile.ends_at_blank:  # a draft with an empty line: the cursor says where the composer ends
+                cursor = self.tmux.display(self.pane_id, "#{cursor_y}").strip()
+                cursor_y = int(cursor) if cursor.isdigit() else None
+            self.view = read_agent_view(self.tmux.capture(self.pane_id, escapes=True), self.profile, cursor_y)
         self.lines = self.view.lines
         if self.view.busy_line is not None:
             self.busy_seen = True
@@ -158,13 +164,17 @@ def dispatch_tui(
     timing = timing or TuiTiming()
     text = text.rstrip("\n")  # a trailing newline inside a paste is text, never a submit
     timings: dict[str, float] = {}
-    pf = preflight_tui(tmux, pane_id, text=text, profile=profile, on_busy=on_busy, busy_timeout_s=busy_timeout_s,
-                       ready_timeout_s=timing.ready_timeout_s, cancel_mode=cancel_mode, poll_s=timing.poll_s,
-                       unchanged_since=unchanged_since)
-    timings["preflight"] = _ms(time.monotonic() - started_s)
     base = DispatchResult(status="refused", reason="", target=target, pane_id=pane_id, mode="tui",
-                          current_command=pf.pane.current_command if pf.pane else None, timings_ms=timings,
-                          profile=profile.name)
+                          timings_ms=timings, profile=profile.name)
+    try:
+        pf = preflight_tui(tmux, pane_id, text=text, profile=profile, on_busy=on_busy, busy_timeout_s=busy_timeout_s,
+                           ready_timeout_s=timing.ready_timeout_s, cancel_mode=cancel_mode, poll_s=timing.poll_s,
+                           unchanged_since=unchanged_since)
+    except HostUnreachable as exc:  # before anything was typed
+        return base.model_copy(update={"reason": f"{exc.status}: {exc.reason} (nothing was typed)",
+                                       "latency_ms": _ms(time.monotonic() - started_s)})
+    timings["preflight"] = _ms(time.monotonic() - started_s)
+    base.current_command = pf.pane.current_command if pf.pane else None
     if pf.refusal is not None:
         return base.model_copy(update={"reason": pf.refusal, "evidence": tail_lines(pf.lines),
                                        "latency_ms": _ms(time.monotonic() - started_s)})
@@ -176,6 +186,9 @@ def dispatch_tui(
             status, reason = _busy_outcome(run, reason)
     except TmuxError as exc:
         status, reason, confirmed_s, first_enter_s = "lost", f"tmux failed: {exc.stderr}", None, None
+    except HostUnreachable as exc:  # the text or Enter may have gone out: never called submitted without proof
+        status, reason, confirmed_s, first_enter_s = ("unconfirmed", f"{exc.status}: {exc.reason} (the prompt may "
+                                                      "have been typed; no proof of submission came)", None, None)
     evidence = tail_lines(run.lines, 8)
     return base.model_copy(update={
         "status": status, "reason": reason, "enter_count": run.enters, "evidence": evidence, "timings_ms": timings,

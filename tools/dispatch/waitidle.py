@@ -17,11 +17,13 @@ from gpu_preflight.tools.dispatch.agentview import read_agent_view
 from gpu_preflight.tools.dispatch.heartbeat import Heartbeat, HeartbeatState, heartbeat
 from gpu_preflight.tools.dispatch.profiles import PROFILES
 from gpu_preflight.tools.dispatch.target import make_tmux, resolve_pane_id
-from gpu_preflight.tools.dispatch.tmuxcmd import TmuxError
+from gpu_preflight.tools.dispatch.tmuxcmd import HostUnreachable, TmuxError
 
 MAX_WAIT_S = 86_400.0
-FINAL_STATES: frozenset[HeartbeatState] = frozenset({"waiting_for_input", "exited", "pane_gone", "idle_at_prompt"})
-"""States that end a wait at once: nothing will finish by waiting longer."""
+FINAL_STATES: frozenset[HeartbeatState] = frozenset({"waiting_for_input", "exited", "pane_gone", "idle_at_prompt",
+                                                     "host_unreachable"})
+"""States that end a wait at once: nothing will finish by waiting longer (a box we cannot reach: the caller
+decides, rather than a wait that holds the tool call for its whole timeout)."""
 
 
 class WaitIdleResult(BaseModel):
@@ -36,22 +38,26 @@ class WaitIdleResult(BaseModel):
     answer_tail: list[str] = Field(default_factory=list, description="last lines of the conversation on screen")
 
 
-def _tail(hb: Heartbeat, target: str, socket_name: str | None, socket_path: str | None) -> list[str]:
-    tmux = make_tmux(socket_name, socket_path)
-    pane_id = resolve_pane_id(tmux, target)
-    if pane_id is None:
+def _tail(hb: Heartbeat, target: str, socket_name: str | None, socket_path: str | None,
+          host: str | None) -> list[str]:
+    if hb.state == "host_unreachable":
         return []
+    tmux = make_tmux(socket_name, socket_path, host=host)
     try:
-        raw = tmux.capture(pane_id, escapes=True)
-    except TmuxError:
+        pane_id = resolve_pane_id(tmux, target)
+        raw = tmux.capture(pane_id, escapes=True) if pane_id is not None else []
+    except (TmuxError, HostUnreachable):
         return []
     profile = PROFILES.get(hb.agent or "generic", PROFILES["generic"])
     return answer_tail(read_agent_view(raw, profile), 12)
 
 
 def wait_idle(target: str, timeout_s: float = 600.0, *, socket_name: str | None = None,
-              socket_path: str | None = None, settle_s: float = 1.0, poll_s: float = 0.25) -> WaitIdleResult:
-    """Wait until the agent in ``target`` is idle (held ``settle_s``), a dialog opens, it exits, or time runs out."""
+              socket_path: str | None = None, settle_s: float = 1.0, poll_s: float = 0.25,
+              host: str | None = None) -> WaitIdleResult:
+    """Wait until the agent in ``target`` is idle (held ``settle_s``), a dialog opens, it exits, or time runs out.
+
+    ``host``: the pane is on that registered box (each heartbeat over ssh; ``host_unreachable`` ends the wait)."""
     if not 0 < timeout_s <= MAX_WAIT_S:
         raise PreflightError("timeout_s", timeout_s, f"more than 0 and at most {MAX_WAIT_S:g} seconds")
     if not 0 <= settle_s <= 60:
@@ -59,7 +65,7 @@ def wait_idle(target: str, timeout_s: float = 600.0, *, socket_name: str | None 
     started = time.monotonic()
     idle_since: float | None = None
     while True:
-        hb = heartbeat(target=target, socket_name=socket_name, socket_path=socket_path)
+        hb = heartbeat(target=target, socket_name=socket_name, socket_path=socket_path, host=host)
         now = time.monotonic()
         done = hb.state in FINAL_STATES
         if hb.state == "idle":
@@ -71,5 +77,5 @@ def wait_idle(target: str, timeout_s: float = 600.0, *, socket_name: str | None 
             reason = hb.reason if done else f"still {hb.state} after {timeout_s:g} s: {hb.reason}"
             return WaitIdleResult(idle=done and hb.state == "idle", state=hb.state, reason=reason,
                                   waited_s=round(now - started, 2), agent=hb.agent, dialog=hb.dialog,
-                                  answer_tail=_tail(hb, target, socket_name, socket_path))
+                                  answer_tail=_tail(hb, target, socket_name, socket_path, host))
         time.sleep(poll_s)

@@ -6,7 +6,8 @@ The pieces, in the order data flows through them:
 - :func:`ingest` / :class:`LogTail`: text or a growing file -> :class:`GpuSample` or :class:`LogSample`;
 - :func:`build_timeline` -> :func:`fold_windows`: samples on one clock, in fixed windows;
 - :func:`assess`: the four contradiction triggers, the bottleneck class and the playbook's action;
-- :func:`gpu_snapshot` / :class:`NvmlSampler`: live readings where the server runs beside the GPU.
+- :func:`gpu_snapshot` / :class:`NvmlSampler`: live readings where the server runs beside the GPU;
+- :mod:`.remotelog`, :mod:`.remote_nvsmi`: a run's log, a capture and ``nvidia-smi`` on a registered host (ssh).
 
 Everything here is plain functions and pydantic models; the CLI and the MCP server wrap them.
 """

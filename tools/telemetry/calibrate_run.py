@@ -21,6 +21,7 @@ from gpu_preflight.tools.offers.records import OfferSet
 from .assess import assess
 from .calibrate import Calibration, Priority, Probe, calibrate, parse_probe
 from .models import GpuSample, LogSample
+from .remotelog import read_log_look
 from .runcheck import RunInputs, dispatch_module, resolve_run
 from .runprogress import summary_step_time
 from .runspec import checklist_gpu
@@ -100,8 +101,8 @@ def measure_files(inputs: RunInputs, *, num_gpus: int | None = None) -> tuple[di
     notes: list[str] = []
     if not inputs.log_path:
         raise PreflightError("log_path", None, "the probe's training log (the run record names none)")
-    found, _ = read_source(inputs.log_path, fmt=inputs.log_format, regex=inputs.log_regex, field="log_path",
-                           must_exist=not inputs.log_from_record, logging_steps=inputs.logging_steps)
+    found, _, _ = read_log_look(inputs.log_path, inputs.log_host, fmt=inputs.log_format, regex=inputs.log_regex,
+                                must_exist=not inputs.log_from_record, logging_steps=inputs.logging_steps, notes=notes)
     logs = [s for s in found if isinstance(s, LogSample)]
     gpu: list[GpuSample] = []
     if inputs.nvsmi_path:

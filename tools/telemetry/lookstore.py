@@ -44,7 +44,7 @@ def remember(path: str, look: Look, step: int) -> list[tuple[float, int]]:
 
     A size seen before keeps its first write time: a later ``touch`` or a second look changes nothing.
     """
-    key = (os.path.realpath(path), look.dev, look.ino)
+    key = (path if path.startswith("ssh://") else os.path.realpath(path), look.dev, look.ino)  # remotelog.look_key
     conn = connect()
     try:
         migrate(conn, COMPONENT, SCRIPTS)

@@ -17,7 +17,7 @@ import contextlib
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pynvml  # type: ignore[import-untyped]  # nvidia-ml-py ships no type hints
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,6 +60,8 @@ class NvmlSnapshot(BaseModel):
     cuda_driver_version: int | None = None
     gpus: list[NvmlGpuReading] = []
     answer: NvmlAnswer | None = None
+    source: Literal["nvml", "nvidia-smi"] = "nvml"
+    host: str | None = None
 
 
 def _acquire() -> None:

@@ -29,6 +29,7 @@ NvmlProblem = Literal[
     "not_supported",
     "timeout",
     "uninitialized",
+    "no_gpu",
     "other",
 ]
 

@@ -63,8 +63,8 @@ class PlotSummary(BaseModel):
 def plot_inputs(run_id: str | None, fields: dict[str, Any], *, tokens_per_step: int | None = None) -> PlotInputs:
     """The samples and prediction of run ``run_id`` (``fields``, :class:`RunInputs` names, win over its
     record), or of the files in ``fields`` alone when ``run_id`` is None."""
+    from .remotelog import read_log_look
     from .runcheck import make_inputs, resolve_run
-    from .tail import read_source
 
     if run_id:
         inputs, _, _, _ = resolve_run(run_id, fields, with_heartbeat=False)
@@ -72,10 +72,10 @@ def plot_inputs(run_id: str | None, fields: dict[str, Any], *, tokens_per_step: 
         inputs = make_inputs(fields)
     logs: list[LogSample] = []
     gpu: list[GpuSample] = []
-    for path, fmt, regex, field in ((inputs.log_path, inputs.log_format, inputs.log_regex, "log_path"),
-                                    (inputs.nvsmi_path, None, None, "nvsmi_path")):
+    for path, fmt, regex, field, host in ((inputs.log_path, inputs.log_format, inputs.log_regex, "log_path",
+                                           inputs.log_host), (inputs.nvsmi_path, None, None, "nvsmi_path", None)):
         if path:
-            found, _ = read_source(path, fmt=fmt, regex=regex, field=field)
+            found, _, _ = read_log_look(path, host, fmt=fmt, regex=regex, field=field)
             logs += [s for s in found if isinstance(s, LogSample)]
             gpu += [s for s in found if isinstance(s, GpuSample)]
     interval = inputs.gpu_interval_s or (10.0 if any(s.timestamp is None for s in gpu) else None)

@@ -12,6 +12,7 @@ from gpu_preflight.tools.common.render import fmt_scenarios, table
 
 from .calibrate import Calibration
 from .models import GpuSample, IngestResult, LogSample
+from .nvml import NvmlSnapshot
 from .runcheck import RunCheck
 
 
@@ -139,3 +140,13 @@ def ingest_markdown(result: IngestResult, summary: IngestSummary) -> str:
     return (f"format **{result.format}**: {len(result.samples)} samples, {result.skipped_lines} skipped lines, "
             f"{result.duplicate_lines} duplicates\n" + "\n".join(f"- {k}: {v:g}" if isinstance(v, float)
                                                                 else f"- {k}: {v}" for k, v in shown.items()))
+
+
+def snapshot_markdown(snap: NvmlSnapshot) -> str:
+    """A GPU reading as a table (a host's says where and from what), or why there is none."""
+    where = f" on {snap.host} ({snap.source})" if snap.host else ""
+    if not snap.available:
+        return f"no GPU readings{where}: {snap.answer.message if snap.answer else 'NVML unavailable'}"
+    return (f"GPUs{where}\n" if where else "") + table(["GPU", "name", "util %", "mem used/total MiB", "power W"], [
+        [g.gpu_index, g.name, g.gpu_util_pct, f"{g.mem_used_mib or 0:.0f}/{g.mem_total_mib or 0:.0f}", g.power_w]
+        for g in snap.gpus])

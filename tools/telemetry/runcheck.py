@@ -17,7 +17,7 @@ Decision (``keep | kill | done | wait``), first match wins: the run exited or it
 on exit code 0, else ``kill``: the GPU is idle and billed); hung or the GPU fell off the bus
 (``kill``); a probe at its step or time cap (``kill``: see :mod:`.probecap`); a fired trigger
 (``kill``: pause, reclassify, change one variable, relaunch); waiting
-for input or its pane gone (``wait``: look before paying on); no training record yet (``wait``);
+for input, its pane gone or its host unreachable (``wait``: look before paying on); no training record yet (``wait``);
 otherwise ``keep``.
 """
 
@@ -32,14 +32,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
 from gpu_preflight.tools.common.nextstep import call
+from gpu_preflight.tools.hosts.remotefile import RemoteFileUnreachable
 
 from .assess import Assessment, assess
 from .bottleneck import Bottleneck
 from .models import GpuSample, LogSample
 from .nvml import NvmlSnapshot
 from .probecap import ProbeCap, probe_cap, stop_hint
+from .remotelog import look_key, read_log_look
 from .runprogress import make_prediction, not_moving, summary_step_time, wall_elapsed_s
-from .tail import SourceSummary, read_source_look
+from .tail import SourceSummary
 from .tail import read_source as read_source  # re-exported: callers import it from here
 from .timeline import Timeline, build_timeline
 from .triggers import TriggerConfig, TriggerName, TriggerStatus
@@ -73,6 +75,7 @@ class RunInputs(BaseModel):
     cap_steps: int | None = Field(default=None, ge=1, le=10**12)
     cap_seconds: float | None = Field(default=None, gt=0, le=10**7)
     log_from_record: bool = Field(default=False, description="log_path is the run record's: it may not exist yet.")
+    log_host: str | None = Field(default=None, max_length=64, description="The host log_path is on (None: here).")
     tokens_per_step: int | None = Field(default=None, ge=1, le=10**12,
                                         description="From the run's spec when the log prints no tokens.")
 
@@ -188,14 +191,18 @@ def check_run(inputs: RunInputs, *, gpu_samples: Sequence[GpuSample] = (), heart
     gpu: list[GpuSample] = list(gpu_samples)
     log_summary = gpu_summary = look = None
     if inputs.log_path:
-        found, log_summary, look = read_source_look(inputs.log_path, fmt=inputs.log_format, regex=inputs.log_regex,
-                                                    field="log_path", must_exist=not inputs.log_from_record,
-                                                    logging_steps=inputs.logging_steps)
+        try:
+            found, log_summary, look = read_log_look(inputs.log_path, inputs.log_host, fmt=inputs.log_format,
+                                                     regex=inputs.log_regex, must_exist=not inputs.log_from_record,
+                                                     logging_steps=inputs.logging_steps, notes=out_notes)
+        except RemoteFileUnreachable as exc:
+            found = []
+            out_notes.append(f"the log {inputs.log_path} on {exc.host} was not read: {exc.status}: {exc.reason}")
         logs = [s for s in found if isinstance(s, LogSample)]
         if found and not logs:
             out_notes.append(f"{inputs.log_path} holds GPU readings, not a training log")
             gpu.extend(s for s in found if isinstance(s, GpuSample))
-        if not found:
+        if not found and log_summary is not None:
             out_notes.append(f"no training records in {inputs.log_path} yet")
     else:
         out_notes.append("no log path: the run record names none (pass log_path)")
@@ -205,7 +212,7 @@ def check_run(inputs: RunInputs, *, gpu_samples: Sequence[GpuSample] = (), heart
         if found and not isinstance(found[0], GpuSample):
             out_notes.append(f"{inputs.nvsmi_path} holds no per-GPU readings ({gpu_summary.format}): use --query-gpu "
                              "CSV, dmon or the nvidia-smi table")
-    timing = time_log(logs, path=inputs.log_path, look=look)
+    timing = time_log(logs, path=look_key(inputs.log_path, inputs.log_host) if inputs.log_path else None, look=look)
     logs = timing.samples
     prediction = make_prediction(inputs, out_notes)
     wall = wall_elapsed_s(inputs, heartbeat, now_epoch_s)
@@ -351,7 +358,7 @@ def decide_run(hb: dict[str, Any] | None, a: Assessment, logs: list[LogSample],
             reason += f". Bottleneck {a.bottleneck.bottleneck_class}: {a.bottleneck.suggestion}"
         seen = f" (heartbeat: {state})" if state not in (None, "running") else ""
         return RunDecision(decision="kill", reason=reason + f". Pause, change one variable, relaunch{seen}.")
-    if state in ("waiting_for_input", "pane_gone"):
+    if state in ("waiting_for_input", "pane_gone", "host_unreachable"):
         return RunDecision(decision="wait", reason=f"{state}: {hb.get('reason') if hb else ''}; look before paying on")
     if not any(s.kind == "train" for s in logs):
         return RunDecision(decision="wait", reason="no training record yet: check again after the first log lines")
@@ -360,6 +367,7 @@ def decide_run(hb: dict[str, Any] | None, a: Assessment, logs: list[LogSample],
         why = "; ".join(f"{r.name}: {r.message}" for r in a.triggers)
         return RunDecision(decision="wait", reason=f"no trigger can judge yet ({why}): check again later")
     tail = f" ({', '.join(pending)} not decided yet)" if pending else ""
+    tail += "".join(f"; {r.name}: {r.message}" for r in a.triggers if r.status == "pending")
     return RunDecision(decision="keep", reason=f"no trigger fired{tail}")
 
 
@@ -393,10 +401,8 @@ def resolve_run(run_id: str, overrides: dict[str, Any], *, with_heartbeat: bool 
             "started_at_epoch_s": record.started_at_epoch_s, "cap_steps": record.cap_steps,
             "cap_seconds": record.cap_seconds, "tokens_per_step": per_step}
     notes: list[str] = []
-    if getattr(record, "host", None) is not None and record.log_path is not None:  # a path on the box (issue 17)
-        base["log_path"] = None
-        notes.append(f"the run is on host {record.host}: its log {record.log_path} is on that box, and remote "
-                     "logs are not read yet (copy it here and pass log_path)")
+    if record.host is not None and not given.get("log_path"):  # its log is a path on the box (issue 17)
+        base["log_host"] = record.host
     from_record = base["log_path"] is not None and not given.get("log_path")
     inputs = make_inputs({k: v for k, v in base.items() if v is not None} | given | {"log_from_record": from_record})
     hb: dict[str, Any] | None = None

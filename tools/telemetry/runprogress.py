@@ -35,9 +35,14 @@ def make_prediction(inputs: RunInputs, notes: list[str]) -> Prediction | None:
 
 
 def wall_elapsed_s(inputs: RunInputs, hb: dict[str, Any] | None, now_epoch_s: float | None) -> float | None:
-    """Wall seconds since the run started (the heartbeat's, else the start record's), or None."""
+    """Wall seconds since the run started (the heartbeat's, else the start record's), or None.
+
+    Never below 0: a box's clock read in whole seconds (``date +%s``) against a start time with a fraction
+    gave -0.19 s in the first second of a remote run (tests/test_remote_telemetry.py), and a check must
+    not fail on that.
+    """
     if hb is not None and isinstance(hb.get("elapsed_s"), int | float):
-        return float(hb["elapsed_s"])
+        return max(float(hb["elapsed_s"]), 0.0)
     if inputs.started_at_epoch_s is not None:
         return max((now_epoch_s or time.time()) - inputs.started_at_epoch_s, 0.0)
     return None

@@ -109,7 +109,96 @@ class Look(BaseModel):
     written_epoch_s: float
 
 
-class LogTail:
+class LineFeed:
+    """Bytes in, samples out: line splitting (``\\r`` too), format detection and one parser's state.
+
+    Shared by :class:`LogTail` (bytes read from a local file) and the remote reader
+    (:mod:`.remotelog`: bytes that came over ssh), so a log parses the same wherever it lies.
+    """
+
+    def __init__(self, *, fmt: str | None = None, regex: str | None = None, columns: list[str] | None = None,
+                 logging_steps: int | None = None) -> None:
+        self._regex = regex
+        self._columns = columns
+        self._every = logging_steps  # an HF log's logging_steps, for its dicts without a bar (make_log_parser)
+        self._fmt: str | None = "regex" if regex is not None else fmt
+        self._parser: AnyParser | None = None
+        if self._fmt is not None:
+            self._parser = make_parser(self._fmt, regex=regex, columns=columns, logging_steps=logging_steps)
+        self._pending: list[str] = []
+        self._pending_dropped = 0
+        self._partial = b""
+        self.offset_bytes = 0
+
+    @property
+    def at_line_end(self) -> bool:
+        """Everything read so far ended with a line break (so the last record is complete).
+
+        Why not read the file's last byte: that re-read the whole log on every check.
+        """
+        return self.offset_bytes > 0 and not self._partial
+
+    def push(self, data: bytes, *, size_bytes: int | None = None) -> TailUpdate:
+        """Parse the complete lines of ``data`` (``size_bytes``: what it stood for, when not ``len(data)``)."""
+        self.offset_bytes += len(data) if size_bytes is None else size_bytes
+        return self._update(self._feed(self._split(data)))
+
+    @property
+    def format(self) -> str | None:
+        """The format given or detected so far (``None`` until enough lines arrived)."""
+        return self._fmt
+
+    def _split(self, data: bytes) -> list[str]:
+        buffer = (self._partial + data).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *complete, self._partial = buffer.split(b"\n")
+        return [line.decode("utf-8", errors="replace") for line in complete if line.strip()]
+
+    def _feed(self, segments: list[str]) -> list[Any]:
+        if self._parser is None:
+            self._pending.extend(segments)
+            if len(self._pending) > DETECT_MAX_SEGMENTS:
+                self._pending_dropped += len(self._pending) - DETECT_MAX_SEGMENTS
+                self._pending = self._pending[-DETECT_MAX_SEGMENTS:]
+            detected = detect_format("\n".join(self._pending))
+            if detected is None:
+                return []
+            self._fmt = detected
+            self._parser = make_parser(detected, regex=self._regex, columns=self._columns, logging_steps=self._every)
+            self._parser.skipped_lines += self._pending_dropped
+            segments, self._pending = self._pending, []
+        out: list[Any] = []  # all GpuSample or all LogSample: one parser per tail
+        for segment in segments:
+            out.extend(self._parser.feed(segment))
+        return out
+
+    def flush(self) -> TailUpdate:
+        """Treat the unfinished last line as complete and close open records (the run ended)."""
+        segments = [self._partial.decode("utf-8", errors="replace")] if self._partial.strip() else []
+        self._partial = b""
+        samples = self._feed(segments)
+        if self._parser is not None:
+            samples.extend(self._parser.finish())
+        return self._update(samples)
+
+    def _update(
+        self, samples: list[GpuSample] | list[LogSample] | list[ProcessSample], *, rotated: bool = False,
+        truncated: bool = False, arrived_epoch_s: float | None = None,
+    ) -> TailUpdate:
+        skipped = self._parser.skipped_lines if self._parser is not None else 0
+        duplicates = self._parser.duplicate_lines if self._parser is not None else 0
+        return TailUpdate(
+            format=cast(IngestFormat | None, self._fmt),
+            samples=samples,
+            offset_bytes=self.offset_bytes,
+            skipped_lines=skipped,
+            duplicate_lines=duplicates,
+            rotated=rotated,
+            truncated=truncated,
+            arrived_epoch_s=arrived_epoch_s,
+        )
+
+
+class LogTail(LineFeed):
     """Incremental reader of one path; use as a context manager or call :meth:`close`."""
 
     def __init__(
@@ -129,22 +218,12 @@ class LogTail:
             raise PreflightError("max_read_bytes", max_read_bytes, "a positive byte count")
         if "\x00" in os.fspath(path):  # open() would raise ValueError, not the OSError of a missing file
             raise PreflightError(field, os.fspath(path), "a file path without NUL bytes")
+        super().__init__(fmt=fmt, regex=regex, columns=columns, logging_steps=logging_steps)
         self.path = Path(path)
         self.field = field
-        self._regex = regex
-        self._columns = columns
-        self._every = logging_steps  # an HF log's logging_steps, for its dicts without a bar (make_log_parser)
-        self._fmt: str | None = "regex" if regex is not None else fmt
-        self._parser: AnyParser | None = None
-        if self._fmt is not None:
-            self._parser = make_parser(self._fmt, regex=regex, columns=columns, logging_steps=logging_steps)
-        self._pending: list[str] = []
-        self._pending_dropped = 0
-        self._partial = b""
         self._max_read = max_read_bytes
         self._file: BinaryIO | None = None
         self._inode: tuple[int, int] | None = None
-        self.offset_bytes = 0
         self._open(from_end=from_end, must_exist=must_exist)
 
     def _open(self, *, from_end: bool, must_exist: bool = False) -> None:
@@ -171,14 +250,6 @@ class LogTail:
             self._file.close()
             self._file = None
 
-    @property
-    def at_line_end(self) -> bool:
-        """Everything read so far ended with a line break (so the last record is complete).
-
-        Why not read the file's last byte: that re-read the whole log on every check.
-        """
-        return self.offset_bytes > 0 and not self._partial
-
     def look(self) -> Look | None:
         """The file's last write time, when everything written so far was read and ended on a line end.
 
@@ -193,11 +264,6 @@ class LogTail:
         return Look(dev=self._inode[0], ino=self._inode[1], size_bytes=self.offset_bytes,
                     written_epoch_s=stat.st_mtime_ns / 1e9)
 
-    @property
-    def format(self) -> str | None:
-        """The format given or detected so far (``None`` until enough lines arrived)."""
-        return self._fmt
-
     def _read_available(self) -> bytes:
         assert self._file is not None
         chunks: list[bytes] = []
@@ -211,29 +277,6 @@ class LogTail:
         data = b"".join(chunks)
         self.offset_bytes += len(data)
         return data
-
-    def _split(self, data: bytes) -> list[str]:
-        buffer = (self._partial + data).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        *complete, self._partial = buffer.split(b"\n")
-        return [line.decode("utf-8", errors="replace") for line in complete if line.strip()]
-
-    def _feed(self, segments: list[str]) -> list[Any]:
-        if self._parser is None:
-            self._pending.extend(segments)
-            if len(self._pending) > DETECT_MAX_SEGMENTS:
-                self._pending_dropped += len(self._pending) - DETECT_MAX_SEGMENTS
-                self._pending = self._pending[-DETECT_MAX_SEGMENTS:]
-            detected = detect_format("\n".join(self._pending))
-            if detected is None:
-                return []
-            self._fmt = detected
-            self._parser = make_parser(detected, regex=self._regex, columns=self._columns, logging_steps=self._every)
-            self._parser.skipped_lines += self._pending_dropped
-            segments, self._pending = self._pending, []
-        out: list[Any] = []  # all GpuSample or all LogSample: one parser per tail
-        for segment in segments:
-            out.extend(self._parser.feed(segment))
-        return out
 
     def poll(self) -> TailUpdate:
         """Read what was appended since the last poll and parse its complete lines."""
@@ -267,33 +310,6 @@ class LogTail:
         return self._update(samples, rotated=rotated, truncated=truncated,
                             arrived_epoch_s=look.written_epoch_s if look is not None else None)
 
-    def flush(self) -> TailUpdate:
-        """Treat the unfinished last line as complete and close open records (the run ended)."""
-        segments = [self._partial.decode("utf-8", errors="replace")] if self._partial.strip() else []
-        self._partial = b""
-        samples = self._feed(segments)
-        if self._parser is not None:
-            samples.extend(self._parser.finish())
-        return self._update(samples)
-
-    def _update(
-        self, samples: list[GpuSample] | list[LogSample] | list[ProcessSample], *, rotated: bool = False,
-        truncated: bool = False, arrived_epoch_s: float | None = None,
-    ) -> TailUpdate:
-        skipped = self._parser.skipped_lines if self._parser is not None else 0
-        duplicates = self._parser.duplicate_lines if self._parser is not None else 0
-        return TailUpdate(
-            format=cast(IngestFormat | None, self._fmt),
-            samples=samples,
-            offset_bytes=self.offset_bytes,
-            skipped_lines=skipped,
-            duplicate_lines=duplicates,
-            rotated=rotated,
-            truncated=truncated,
-            arrived_epoch_s=arrived_epoch_s,
-        )
-
-
 class SourceSummary(BaseModel):
     path: str
     format: str | None
@@ -301,6 +317,7 @@ class SourceSummary(BaseModel):
     skipped_lines: int
     duplicate_lines: int
     size_bytes: int | None = Field(default=None, description="Bytes read (a log: up to its last line end).")
+    host: str | None = Field(default=None, description="The registered host the file is on (None: here).")
 
 
 def read_source(path: str, *, fmt: str | None = None, regex: str | None = None, field: str = "path",
