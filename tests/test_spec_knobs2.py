@@ -137,12 +137,13 @@ def test_eval_batch_sets_the_peak_over_the_resident_training_state() -> None:
 
 
 def test_generation_kv_cache_at_eval_batch() -> None:
-    # KV = 2 * layers * kv_heads * head_dim * 2 B * (seq + gen) * batch; with a fused loss the generation
-    # pass (one layer + KV) is the larger one.
+    # KV = 2 * layers * kv_heads * head_dim * 2 B * (seq + gen) * batch; a generation eval holds one layer
+    # of the prefill, the KV cache and the last position's fp32 logits and scores (8 B x vocab per sample).
     kv = 2 * 16 * 8 * 64 * 2 * (1024 + 4096) * 8
     run = spec(model=L1B, loss="fused", eval_micro_batch=8, eval_generation_tokens=4096)
     g = estimate_run(run, GPU_100).memory.gpu
-    assert g.breakdown.eval_gb == pytest.approx((8 * 1024 * (ACT_1B + NORM_UPCAST_1B) + kv) / 1e9, abs=1e-3)
+    expected = 8 * 1024 * (ACT_1B + NORM_UPCAST_1B) + kv + 8 * 128_256 * 8
+    assert g.breakdown.eval_gb == pytest.approx(expected / 1e9, abs=1e-3)
 
 
 def test_measured_pcie_bandwidth_sets_the_comm_term() -> None:

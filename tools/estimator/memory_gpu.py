@@ -31,7 +31,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from gpu_preflight.tools.estimator.memory_knobs import eval_transient_bytes, qlora_frozen_bytes
+from gpu_preflight.tools.estimator.memory_knobs import (
+    eval_transient_bytes,
+    fp32_stream,
+    frozen_unsaved_bytes_per_token,
+    qlora_frozen_bytes,
+)
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel, muon_share
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
@@ -111,6 +116,11 @@ def _half(training: TrainingSpec) -> bool:
     return training.precision in ("bf16", "fp16", "fp8")  # fp8: float8 matmuls on bf16 tensors
 
 
+def _half_activations(t: TrainingSpec) -> bool:
+    """Activations in half precision: a half run, unless QLoRA's fp32 upcast makes the stream fp32."""
+    return _half(t) and not fp32_stream(t)
+
+
 def activation_bytes_per_token_per_layer(m: ResolvedModel, t: TrainingSpec) -> float:
     """Saved activations of one block for one token, without recompute.
 
@@ -122,7 +132,8 @@ def activation_bytes_per_token_per_layer(m: ResolvedModel, t: TrainingSpec) -> f
     saved). fp8 (torchao float8 linears) saves the same bf16 tensors: torchtitan's Llama-3.1-8B on 8 H100
     took 77.0 GiB with compile and 76.8 GiB with compile + float8 (benchmarks/llama3_h100_202412_torchtitan.md,
     Table 1). Dropout adds 1-byte masks. Eager attention keeps the softmax
-    probabilities, ``n_heads * seq`` of them per token (fp32 under autocast plus a half copy).
+    probabilities, ``n_heads * seq`` of them per token (fp32 under autocast plus a half copy). QLoRA after
+    ``prepare_model_for_kbit_training`` saves fp32 tensors (:func:`.memory_knobs.fp32_stream`).
 
     >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
     >>> from gpu_preflight.tools.estimator.spec import ModelSpec
@@ -132,7 +143,7 @@ def activation_bytes_per_token_per_layer(m: ResolvedModel, t: TrainingSpec) -> f
     55.5
     """
     h, q, kv, inter = m.hidden_size, m.q_dim, m.kv_dim, m.intermediate_size
-    half = _half(t)
+    half = _half_activations(t)
     elem = 2 if half else 4
     attention = 2 * h + 2 * q + 2 * kv + ((q + kv) if m.rotary else 0)
     mlp = 2 * h + (4 * inter if m.mlp_gated else 2 * inter)
@@ -152,26 +163,52 @@ def activation_bytes_per_token_per_layer(m: ResolvedModel, t: TrainingSpec) -> f
 SELECTIVE_AC_KEEP = 0.41
 """Selective (op-level) checkpointing keeps matmul outputs and recomputes cheap ops: torchtitan's
 Llama-3.1-8B runs (8 and 128 H100s, ``bench/cases``) imply 0.40-0.42 of the unsaved activations."""
-LOSS_BYTES = {"standard": 10.0, "chunked": 3.0, "fused": 0.5}
-"""Per (token, vocab) entry at the loss: standard = bf16 logits + fp32 upcast + fp32 grad; chunked =
-bf16 logits + one of 8 fp32 chunks (torchtune CEWithChunkedOutputLoss); fused = a hidden-size chunk."""
+LOSS_BYTES = {"standard": 10.0, "hf": 14.0, "hf_legacy": 16.0, "no_upcast": 6.0, "chunked": 3.0, "fused": 0.5,
+              "none": 0.0}
+"""Per (token, vocab) entry at the loss, half precision (fp32 training adds 2: the logits are fp32 already).
+
+* standard = bf16 logits + fp32 upcast + fp32 grad (torchtitan's loss: ``del pred`` before backward; its
+  Llama-3.1-8B cases sit within 3 %);
+* hf = transformers >= 4.46 causal-LM heads: ``logits = self.lm_head(...)`` stays bf16 in the returned output
+  (2 B, alive through backward), ``ForCausalLMLoss`` upcasts (``logits = logits.float()``,
+  src/transformers/loss/loss_utils.py, read at 0114da07) and ``cross_entropy`` saves the fp32 log-softmax
+  (4 B); backward then holds the log-softmax grad and its input grad (4 + 4 B): 14 B at the head's backward;
+* hf_legacy = transformers 4.36-4.45 (``LlamaForCausalLM.forward``: ``logits = logits.float()`` then
+  ``shift_logits = logits[..., :-1, :].contiguous()``): the returned fp32 logits (4) and the saved
+  log-softmax (4) stay while backward makes its grad and the shifted input's grad (4 + 4): 16 B;
+* no_upcast = ``F.cross_entropy`` straight on the bf16 logits of a ``model.to(torch.bfloat16)`` loop without
+  autocast (LLMs-from-scratch ch05/10_llm-training-speed/01_opt_single_gpu.py, ``calc_loss_batch``): the
+  log-softmax is saved in bf16 (2 B) and backward adds its grad and the input grad (2 + 2 B); the logits
+  themselves die with the loss function (6 B). In fp32 it is the standard loss (12 B);
+* chunked = bf16 logits + one of 8 fp32 chunks (torchtune CEWithChunkedOutputLoss); fused = a hidden-size
+  chunk; none = no vocabulary logits at all (a sequence-classification or regression head: ``b x labels``).
+
+can-i-finetune-this (transformers 5.8.1, benchmarks/results/Qwen__Qwen2.5-1.5B-Instruct_qlora_s1024_b1_r16_steps3
+.json) shows hf's two moments: 2.86 GiB allocated after the first forward (weights, checkpoints and 6 B per
+logit) and a 4.02 GiB peak in backward (8 B more per logit: 14). Its reserved counter grows 18-20 B per logit
+at 4,096 tokens (the allocator's cache of these large blocks), more than the 8 % reserve counted here."""
 
 
 def activations_bytes(m: ResolvedModel, t: TrainingSpec) -> float:
-    """All saved activations of one micro-batch on one GPU (ZeRO/FSDP do not shard activations)."""
+    """All saved activations of one micro-batch on one GPU (ZeRO/FSDP do not shard activations); LoRA/QLoRA
+    keep no input of a frozen, adapter-less linear (:func:`.memory_knobs.frozen_unsaved_bytes_per_token`)."""
     tokens = t.micro_batch * t.seq_len
-    per_layer = activation_bytes_per_token_per_layer(m, t)
+    per_layer = activation_bytes_per_token_per_layer(m, t) - frozen_unsaved_bytes_per_token(m, t)
     if t.activation_checkpointing == "selective":
         return tokens * m.n_layers * per_layer * SELECTIVE_AC_KEEP
     if t.activation_checkpointing:
-        resid = m.hidden_size * (2 if _half(t) else 4)
+        resid = m.hidden_size * (2 if _half_activations(t) else 4)
         # One saved input per layer, plus one layer's full activations while it is recomputed.
         return tokens * (m.n_layers * resid + per_layer)
     return tokens * m.n_layers * per_layer
 
 
 def _loss_bytes(t: TrainingSpec) -> float:
-    return LOSS_BYTES[t.loss] + (0 if _half(t) else 2)
+    if t.loss == "none":
+        return 0.0
+    if not _half(t):  # fp32 logits: no upcast copy to make, whatever the loss code says
+        return LOSS_BYTES["standard" if t.loss == "no_upcast" else t.loss] + 2
+    return LOSS_BYTES[t.loss]
 
 
 def logits_bytes(m: ResolvedModel, t: TrainingSpec) -> float:

@@ -31,30 +31,79 @@ QUANT_BYTES_PER_PARAM = {
 """
 
 
+KBIT_UPCAST_FORMATS = ("nf4", "nf4_double_quant")
+"""Formats whose unquantized weights PEFT's ``prepare_model_for_kbit_training`` casts to fp32: it skips GPTQ,
+AQLM, EETQ, HQQ and torchao models (huggingface/peft@5d602fdb src/peft/utils/other.py lines 197-209)."""
+
+
 def qlora_frozen_bytes(m: ResolvedModel, t: TrainingSpec, wbytes: int) -> float:
     """Frozen base weights of a QLoRA run: the layers' linears (and the head with ``quant_lm_head``) in the
-    4-bit format; embeddings, norms and (by default) the head in the compute dtype.
+    4-bit format; embeddings, norms and (by default) the head in the compute dtype, or in fp32 with
+    ``kbit_upcast_fp32``.
 
     Why the head stays bf16 by default: bitsandbytes quantizes ``nn.Linear`` only (embeddings never), and
     transformers leaves the output layer out (``get_keys_to_not_convert`` keeps the last module, the LM head)
     unless ``llm_int8_skip_modules`` says otherwise. A tied head is the embedding itself: it stays unquantized.
+
+    Why fp32 with ``kbit_upcast_fp32``: PEFT's ``prepare_model_for_kbit_training`` (its QLoRA recipe,
+    docs/source/developer_guides/quantization.md line 59) runs ``param.data = param.data.to(torch.float32)``
+    on every fp16/bf16 parameter that is not a ``Params4bit`` (huggingface/peft@5d602fdb
+    src/peft/utils/other.py lines 204-209). The fp32 head then meets bf16 autocast, which casts the frozen
+    weight to bf16 on every forward (autocast caches casts of leaf tensors that require grad only) and the
+    matmul keeps that copy for its backward: ``V x h x 2`` bytes more while the step runs. can-i-finetune-this
+    on an RTX 4080 (bench/cases/published_more.json) measured QLoRA as large as LoRA on Qwen2.5-0.5B
+    (1.67 vs 1.69 GiB at 256 tokens): its 136 M tied-embedding parameters at 4 + 2 bytes outweigh the
+    quantized layers' savings.
+
+    >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
+    >>> from gpu_preflight.tools.estimator.spec import ModelSpec
+    >>> m = resolve_model(ModelSpec(name="qwen2.5-0.5b"))
+    >>> base = dict(method="qlora", lora_rank=8, seq_len=256, micro_batch=1)
+    >>> plain = qlora_frozen_bytes(m, TrainingSpec(**base), 2)
+    >>> up = qlora_frozen_bytes(m, TrainingSpec(**base, kbit_upcast_fp32=True), 2)
+    >>> round((up - plain) / (m.embedding_params + m.n_layers * 2 * m.hidden_size), 1)  # +2 B fp32, +2 B autocast copy
+    4.0
     """
     head = 0 if m.tied_embeddings else m.vocab_size * m.hidden_size
     plain = m.embedding_params + m.n_layers * 2 * m.hidden_size  # embeddings, head, norms
     if t.quant_lm_head:
         plain -= head
-    return (m.params_total - plain) * QUANT_BYTES_PER_PARAM[t.quant_format] + plain * wbytes
+    quantized = (m.params_total - plain) * QUANT_BYTES_PER_PARAM[t.quant_format]
+    if not (t.kbit_upcast_fp32 and t.quant_format in KBIT_UPCAST_FORMATS):
+        return quantized + plain * wbytes
+    head_copy = 0 if t.quant_lm_head else m.vocab_size * m.hidden_size * 2  # autocast's bf16 copy of the head
+    return quantized + plain * 4 + (head_copy if wbytes == 2 else 0)
+
+
+def fp32_stream(t: TrainingSpec) -> bool:
+    """QLoRA whose unquantized weights were cast to fp32 runs its activations in fp32.
+
+    Why: the fp32 embedding makes the residual stream fp32, the fp32 norms keep it so (``weight *
+    hidden.to(input_dtype)``), and bitsandbytes' ``Linear4bit.forward`` casts its input to the compute dtype
+    but returns ``matmul_4bit(...).to(inp_dtype)`` (bitsandbytes 0.49.2 bitsandbytes/nn/modules.py): every
+    4-bit linear's output, and what the MLP saves from it, is fp32. can-i-finetune-this measured 198 KB per
+    token and layer on Qwen2.5-1.5B QLoRA without checkpointing (8.165 - 2.865 GiB after the first forward,
+    1,024 tokens, 28 layers: benchmarks/results/*_s1024_b1_r16_steps3{,_nockpt}.json), twice a bf16 count.
+    """
+    return (t.method == "qlora" and t.kbit_upcast_fp32 and t.quant_format in KBIT_UPCAST_FORMATS
+            and t.precision in ("bf16", "fp16", "fp8"))
+
+
+def eval_prompt_tokens(t: TrainingSpec) -> int:
+    """Prompt length of a generation eval: ``eval_prompt_tokens``, else the training ``seq_len`` (an upper
+    bound: a prompt is a training sample without its answer)."""
+    return t.eval_prompt_tokens or t.seq_len
 
 
 def kv_cache_bytes(m: ResolvedModel, t: TrainingSpec) -> float:
-    """KV cache of one eval generation batch: ``2 x layers x kv_heads x head_dim x bytes x (seq_len + gen)
+    """KV cache of one eval generation batch: ``2 x layers x kv_heads x head_dim x bytes x (prompt + gen)
     x batch`` (keys and values of every layer, for the prompt and the generated tokens; HF's DynamicCache
     keeps every position, a sliding window included)."""
     if not t.eval_generation_tokens:
         return 0.0
     elem = 4 if t.precision == "fp32" else 2
     batch = t.eval_micro_batch or t.micro_batch
-    return float(2 * m.n_layers * m.kv_dim * elem * (t.seq_len + t.eval_generation_tokens) * batch)
+    return float(2 * m.n_layers * m.kv_dim * elem * (eval_prompt_tokens(t) + t.eval_generation_tokens) * batch)
 
 
 def eval_transient_bytes(m: ResolvedModel, t: TrainingSpec, per_layer_token_bytes: float,
@@ -62,14 +111,61 @@ def eval_transient_bytes(m: ResolvedModel, t: TrainingSpec, per_layer_token_byte
     """What an eval pass adds on top of the resident training state (0 when the run does not evaluate).
 
     Under ``no_grad`` nothing is saved for backward: one layer's intermediates are alive at a time (counted
-    as one layer's training activations, ``per_layer_token_bytes`` per token), plus either the logits and
-    the loss buffers of the eval batch (a loss pass) or the KV cache (a generation pass, whose logits are
-    one position per sample); the larger pass sets the eval peak.
+    as one layer's training activations, ``per_layer_token_bytes`` per token). A loss eval
+    (``eval_generation_tokens`` 0) adds the logits and loss buffers of the eval batch. A generation eval adds
+    the KV cache of prompt + generated tokens and one position's logits per sample, never ``b x s x V``:
+    ``generate`` asks the model for the last position's logits only (``logits_to_keep=1``, transformers
+    >= 4.45, generation/utils.py ``GenerationMixin.generate``: "set it to 1 to avoid computing the whole logit
+    matrix") and keeps ``[:, -1, :]`` in fp32 per step (4 B, plus the processed scores, 4 B).
+
+    >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
+    >>> from gpu_preflight.tools.estimator.spec import ModelSpec
+    >>> m = resolve_model(ModelSpec(name="llama-3.2-3b"))
+    >>> t = TrainingSpec(seq_len=768, micro_batch=4, eval_micro_batch=50, eval_generation_tokens=300)
+    >>> round(kv_cache_bytes(m, t) / 1e9, 2)  # 2 x 28 layers x 1024 x 2 B x (768 + 300) x 50
+    6.12
     """
     if t.eval_micro_batch is None and not t.eval_generation_tokens:
         return 0.0
-    tokens = (t.eval_micro_batch or t.micro_batch) * t.seq_len
-    layer = tokens * per_layer_token_bytes
-    loss_pass = layer + tokens * m.vocab_size * loss_bytes_per_logit
-    generation = layer + kv_cache_bytes(m, t)
-    return max(loss_pass, generation)
+    batch = t.eval_micro_batch or t.micro_batch
+    if t.eval_generation_tokens:
+        layer = batch * eval_prompt_tokens(t) * per_layer_token_bytes  # the prefill's one live layer
+        return layer + kv_cache_bytes(m, t) + batch * m.vocab_size * 8.0
+    tokens = batch * t.seq_len
+    return tokens * per_layer_token_bytes + tokens * m.vocab_size * loss_bytes_per_logit
+
+
+def frozen_unsaved_bytes_per_token(m: ResolvedModel, t: TrainingSpec) -> float:
+    """Per token and layer: linear inputs that LoRA/QLoRA never save, because the weight that reads them is
+    frozen and carries no adapter.
+
+    Why: autograd saves an input for backward only if a gradient that uses it will be computed. ``mm`` keeps
+    its left operand for the weight's gradient alone, and PyTorch's codegen guards that save with
+    ``grad_fn->should_compute_output(...)`` ("We don't want to save tensors if we know that they will never
+    be used when computing the derivative", tools/autograd/gen_variable_type.py, ``guard_for``); bitsandbytes'
+    4-bit matmul keeps no input either. A LoRA adapter's ``lora_A`` does save its input (the same tensor).
+    So with frozen MLP matrices the MLP norm's output (``h``, read by gate/up) and the product read by
+    ``down_proj`` (``inter``) are not kept; with no adapter on q/k/v, the attention norm's output (``h``).
+    The attention output stays: SDPA keeps it for its own backward. bitsandbytes before 0.43.2 kept the input
+    of every 4-bit matmul (``ctx.tensors = (A, B)`` in ``MatMul4Bit.forward``, dropped by "fix QLoRA mem bug:
+    delete useless buffered activation", bitsandbytes commit 9e753741, #1270): ``quant_saves_input``.
+
+    >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
+    >>> from gpu_preflight.tools.estimator.spec import ModelSpec
+    >>> m = resolve_model(ModelSpec(name="llama-3.2-3b"))
+    >>> t = TrainingSpec(method="lora", lora_rank=32, lora_targets=["q_proj", "v_proj"], seq_len=768, micro_batch=4)
+    >>> frozen_unsaved_bytes_per_token(m, t)  # (3072 + 8192) x 2 B: the MLP norm output and down_proj's input
+    22528.0
+    """
+    if t.method == "full" or t.lora_targets == "all_linear" or (t.method == "qlora" and t.quant_saves_input):
+        return 0.0
+    names = {"q_proj", "k_proj", "v_proj", "o_proj"} if t.lora_targets == "attention" else set(t.lora_targets)
+    elem = 4 if t.precision == "fp32" or fp32_stream(t) else 2
+    unsaved = 0
+    if not names & {"q_proj", "k_proj", "v_proj"}:
+        unsaved += m.hidden_size
+    if not names & {"gate_proj", "up_proj"}:
+        unsaved += m.hidden_size
+    if "down_proj" not in names:
+        unsaved += m.intermediate_size
+    return float(unsaved * elem)

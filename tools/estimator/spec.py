@@ -32,7 +32,7 @@ from pydantic import (
 from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
 from gpu_preflight.tools.common.files import read_text_file
 from gpu_preflight.tools.common.limits import loads_json, loads_toml
-from gpu_preflight.tools.estimator.frameworks import fill_defaults
+from gpu_preflight.tools.estimator.frameworks import Loss, fill_defaults
 
 Method = Literal["full", "lora", "qlora"]
 Precision = Literal["bf16", "fp16", "fp32", "fp8"]
@@ -121,10 +121,13 @@ class TrainingSpec(_Strict):
     activation_checkpointing: bool | Literal["selective"] = Field(
         default=False, description="true: full (one input kept per layer); selective: torchtitan-style op-level."
     )
-    loss: Literal["standard", "chunked", "fused"] = Field(
+    loss: Loss = Field(
         default="standard",
-        description="standard cross-entropy holds fp32 logits; chunked (torchtune) upcasts one chunk at a time; "
-        "fused (Liger, Cut-Cross-Entropy) never materializes the logits.",
+        description="standard cross-entropy holds fp32 logits; hf: transformers >= 4.46 causal-LM loss (bf16 logits "
+        "kept, fp32 copy in the loss); hf_legacy: transformers 4.36-4.45 (fp32 logits in forward); no_upcast: "
+        "cross_entropy on bf16 logits of a model.to(bfloat16) loop without autocast; chunked (torchtune) "
+        "upcasts one chunk at a time; fused (Liger, Cut-Cross-Entropy) never materializes the logits; none: no "
+        "vocabulary logits (a classification head).",
     )
     optimizer_in_backward: bool = Field(
         default=False, description="Step each parameter during backward and free its gradient (torchtune)."
@@ -139,6 +142,12 @@ class TrainingSpec(_Strict):
         "(4-bit, group 128: 0.52), torchao_int4 (group 128: 0.531).",
     )
     quant_lm_head: bool = Field(default=False, description="qlora: quantize the LM head too (default: kept bf16).")
+    kbit_upcast_fp32: bool = Field(
+        default=False, description="qlora: PEFT's prepare_model_for_kbit_training casts the unquantized weights "
+        "(embeddings, head, norms) to fp32 (framework peft: true; not for gptq/torchao_int4).")
+    quant_saves_input: bool = Field(
+        default=False, description="qlora: the 4-bit matmul keeps its input for backward (bitsandbytes < 0.43.2; "
+        "framework litgpt: true, it pins 0.42.0).")
     lora_targets: Literal["all_linear", "attention"] | tuple[LoraModule, ...] = Field(
         default="all_linear",
         description='all_linear (every layer matrix, no lm_head), attention (q/k/v/o), or module names, e.g. '
@@ -158,6 +167,8 @@ class TrainingSpec(_Strict):
         default=None, le=1_000_000, description="Eval batch while training state stays resident (peak = max).")
     eval_generation_tokens: int = Field(
         default=0, ge=0, le=10_000_000, description="Tokens generated per eval sample (KV cache at eval batch).")
+    eval_prompt_tokens: PositiveInt | None = Field(
+        default=None, le=10_000_000, description="Longest eval prompt when the eval generates (default seq_len).")
     framework: Framework | None = Field(
         default=None,
         description="The training stack (nanogpt: also nanochat, modded-nanogpt; llm_foundry: Composer). Sets the "

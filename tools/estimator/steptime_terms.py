@@ -7,13 +7,15 @@ data loader, Python and kernel launches. None of these grows with the batch, so 
 model on one 48 GB card with under 1,000 tokens per optimizer step ran at 0.36 s/step where FLOPs
 alone said 0.15 s (issue 18). The step is modelled as::
 
-    step_s = compute_s + optimizer_s + comm_s + fixed_s
+    step_s = compute_s + optimizer_s + comm_s + dequant_s + fixed_s
 
 * ``optimizer_s``: HBM bytes the update, clipping and (fp16) unscaling move per trainable parameter,
   times the parameters this GPU updates, over ``hbm_bw_gbps x HBM_ACHIEVED_FRACTION``. These are
   element-wise kernels with no reuse, so bandwidth, not FLOPs, sets their time. Muon adds its
   Newton-Schulz matmuls here, at the run's matmul rate (:func:`muon_ns_time_s`).
 * ``comm_s``: data-parallel collectives not hidden behind compute (see :func:`comm_time_s`).
+* ``dequant_s``: QLoRA's 4-bit base weights dequantized to the compute dtype before each matmul that uses
+  them (:func:`dequant_time_s`), memory-bound like the optimizer; 0 for other methods.
 * ``fixed_s``: :data:`FIXED_STEP_S`.
 
 Each term is in the throughput result (``step_time_terms_s``) so a probe can be compared term by term.
@@ -24,6 +26,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from gpu_preflight.tools.estimator.catalogue import ResolvedGpu, lookup_gpu
+from gpu_preflight.tools.estimator.memory_knobs import QUANT_BYTES_PER_PARAM
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel, muon_share, newton_schulz_flops
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
@@ -150,6 +153,61 @@ def muon_ns_time_s(t: TrainingSpec, m: ResolvedModel, params_trainable: int, mat
     return newton_schulz_flops(m) * params_trainable / m.params_total / matmul_flops_per_s
 
 
+def quantized_params(m: ResolvedModel, t: TrainingSpec) -> int:
+    """Base weights a QLoRA run stores in 4 bits: every linear of the layers, and the LM head only with
+    ``quant_lm_head`` (bitsandbytes replaces ``nn.Linear`` only; transformers keeps the head out by default).
+    Embeddings and norms stay in the compute dtype (the same split as the memory model's frozen weights)."""
+    head = m.vocab_size * m.hidden_size if t.quant_lm_head and not m.tied_embeddings else 0
+    return m.n_layers * (m.layer_params - 2 * m.hidden_size) + head
+
+
+def dequant_passes(t: TrainingSpec) -> int:
+    """Times each 4-bit weight is dequantized per micro-batch: the forward and the input-gradient matmul of the
+    backward (bitsandbytes ``MatMul4Bit.forward`` and ``.backward`` each call ``F.dequantize_4bit`` on the
+    weight; the weight gets no gradient), plus the recomputed forward under full activation checkpointing
+    (selective checkpointing re-runs element-wise ops only, not the linears).
+
+    >>> from gpu_preflight.tools.estimator.spec import TrainingSpec
+    >>> dequant_passes(TrainingSpec(seq_len=512, micro_batch=1, method="qlora", lora_rank=8,
+    ...                             activation_checkpointing=True))
+    3
+    """
+    return 2 + (1 if t.activation_checkpointing is True else 0)
+
+
+def dequant_time_s(t: TrainingSpec, gpu: ResolvedGpu, m: ResolvedModel) -> float:
+    """Seconds per optimizer step one GPU spends dequantizing QLoRA's 4-bit base weights (0 for other methods).
+
+    Why a time term and not a flat factor: QLoRA keeps the base in a 4-bit storage type and dequantizes it to
+    the 16-bit computation type whenever a weight is used, in the forward and the backward pass (Dettmers et
+    al. 2023, QLoRA, arXiv 2305.14314, section 3, "QLoRA Finetuning"). In bitsandbytes that is
+    ``F.dequantize_4bit`` writing the whole weight in the compute dtype before an ordinary matmul
+    (``bitsandbytes/autograd/_functions.py``, ``MatMul4Bit.forward`` and ``.backward``; the fused 4-bit kernel
+    serves single-token inference only): a read of the packed weight (:data:`.memory_knobs.QUANT_BYTES_PER_PARAM`,
+    0.52-0.56 B with its block constants) and a 2 B write per weight, a streaming kernel bound by HBM bandwidth
+    and paid per micro-batch whatever its size. Large next to a 1,000-token step, small next to a 16,000-token
+    one, which the flat x0.75 it replaces could not say. Under FSDP each GPU dequantizes the gathered layer, so
+    per GPU the full count. Scored on ``bench/cases`` (issue 18, second pass; all QLoRA rows are flagged
+    suspect): Answer.AI's 2x4090/2x3090 rows (16-20k tokens per GPU step) -57..-51% -> -42..-35%, torchtune's
+    4090 row -62% -> -50%, can-i-finetune's 7B on a 4080 -33% -> -17%; its 1.5B rows +8% -> +35%, whose
+    measured rate includes the first (warm-up) step and so reads low.
+
+    >>> from gpu_preflight.tools.estimator.catalogue import resolve_gpu
+    >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
+    >>> from gpu_preflight.tools.estimator.spec import ModelSpec, TrainingSpec
+    >>> m = resolve_model(ModelSpec(name="llama-3.1-8b"))
+    >>> t = TrainingSpec(seq_len=2048, micro_batch=2, method="qlora", lora_rank=8, activation_checkpointing=True)
+    >>> # 6.979e9 weights x 3 passes x (0.516 B nf4 double-quant + 2 B bf16) / (0.8 x 1008 GB/s), seconds -> ms:
+    >>> round(dequant_time_s(t, resolve_gpu("RTX 4090", "gpu"), m) * 1000, 1)
+    65.3
+    """
+    if t.method != "qlora":
+        return 0.0
+    out_bytes = 4.0 if t.precision == "fp32" else 2.0
+    per_pass = quantized_params(m, t) * (QUANT_BYTES_PER_PARAM[t.quant_format] + out_bytes)
+    return t.grad_accum * dequant_passes(t) * per_pass / (gpu.hbm_bw_gbps * 1e9 * HBM_ACHIEVED_FRACTION)
+
+
 PCIE_GBPS_PER_DIRECTION = {3: 15.75, 4: 31.5, 5: 63.0}
 """PCIe x16 payload bandwidth per direction by generation, GB/s."""
 NVLINK_ACHIEVED_FRACTION = 0.8
@@ -230,28 +288,32 @@ def comm_time_s(t: TrainingSpec, gpu: ResolvedGpu, params_total: int, params_tra
 class StepTimeTerms(BaseModel):
     """Seconds per optimizer step, by cause (cold estimates; the sum is ``step_time_s``)."""
 
-    compute: float = Field(description="Matmul FLOPs / (peak x MFU), with the checkpointing/QLoRA factors.")
+    compute: float = Field(description="Matmul FLOPs / (peak x MFU), with the checkpointing factor.")
     optimizer: float = Field(description="Optimizer update + gradient clipping over HBM bandwidth.")
     comm: float = Field(description="Data-parallel collectives not hidden behind compute.")
+    dequant: float = Field(default=0.0, description="QLoRA: 4-bit base weights dequantized per micro-batch pass.")
     fixed: float = Field(description="Data loader, Python and launch overhead per step.")
     comm_link: str = Field(default="", description="The link the comm term used.")
 
 
 def step_time_terms(t: TrainingSpec, gpu: ResolvedGpu, m: ResolvedModel, params_trainable: int,
                     compute_s: float, matmul_flops_per_s: float) -> tuple[StepTimeTerms, float, str]:
-    """The four terms of a cold step (kept to the microsecond), their exact sum in seconds, and a one-line
+    """The terms of a cold step (kept to the microsecond), their exact sum in seconds, and a one-line
     note naming the bytes and the link used. Muon's Newton-Schulz matmuls go in the optimizer term."""
     share = muon_share(m) if t.optimizer == "muon" else 1.0
     ns = muon_ns_time_s(t, m, params_trainable, matmul_flops_per_s)
     opt = optimizer_time_s(t, gpu, params_trainable, share) + ns
     comm, link = comm_time_s(t, gpu, m.params_total, params_trainable, compute_s)
+    dequant = dequant_time_s(t, gpu, m)
     terms = StepTimeTerms(compute=round(compute_s, 6), optimizer=round(opt, 6), comm=round(comm, 6),
-                          fixed=FIXED_STEP_S, comm_link=link)
+                          dequant=round(dequant, 6), fixed=FIXED_STEP_S, comm_link=link)
     impl = f"/{t.optimizer_impl}" if t.optimizer in ("adamw", "lion", "muon") else ""
     opt_note = ("optimizer offloaded to CPU (not modelled)" if t.offload != "none" else
                 f"{t.optimizer}{impl} {optimizer_bytes_per_param(t, share):.4g} B/param at "
                 f"{HBM_ACHIEVED_FRACTION:g} x {gpu.hbm_bw_gbps:g} GB/s")
     if ns:
         opt_note += f" + Newton-Schulz {ns * 1000:.3g} ms"
-    note = f"step terms: {opt_note}; comm {link}; fixed {FIXED_STEP_S * 1000:g} ms"
-    return terms, compute_s + opt + comm + FIXED_STEP_S, note
+    deq_note = (f"; 4-bit dequant {dequant_passes(t)} passes x {quantized_params(m, t) / 1e9:.3g}e9 weights"
+                if dequant else "")
+    note = f"step terms: {opt_note}; comm {link}{deq_note}; fixed {FIXED_STEP_S * 1000:g} ms"
+    return terms, compute_s + opt + comm + dequant + FIXED_STEP_S, note

@@ -16,8 +16,10 @@ Playbook figures stay reachable beside ours:
   ``12 * n_layers * q_dim * seq_len``; activation checkpointing re-runs the forward, which the
   playbook puts at "around 20% slower" (applied as x1/1.2; the extra FLOPs are reported). MFU is
   the playbook's by tuning level, times a factor where measurements show the path matters (A100
-  tensor cores x1.35, V100 tensor cores x0.5, fp32 on CUDA cores x2). Cold estimates are low
-  confidence.
+  tensor cores x1.35, V100 tensor cores x0.5, fp32 on CUDA cores x2), or the named framework's own
+  stated MFU on that architecture (:func:`.frameworks.stated_mfu`: torchtitan 0.33 on H100). QLoRA's
+  4-bit dequantization is a memory-bound step term (:func:`.steptime_terms.dequant_time_s`), not a
+  factor on the matmuls. Cold estimates are low confidence.
 
 Scenarios (playbook 3): optimistic ``x1.2``, base ``x1.0``, pessimistic ``x0.6``. Refined for cold
 estimates only: optimistic ``x1.3`` (see ``SCENARIO_FACTORS_COLD``); the playbook's band stays in
@@ -36,7 +38,7 @@ from pydantic import BaseModel, Field
 
 from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.estimator.catalogue import ResolvedGpu, resolve_gpu
-from gpu_preflight.tools.estimator.frameworks import framework_warning, mfu_prior_source
+from gpu_preflight.tools.estimator.frameworks import framework_warning, mfu_prior_source, stated_mfu
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel
 from gpu_preflight.tools.estimator.spec import BaselineSpec, TrainingSpec
 from gpu_preflight.tools.estimator.steptime_terms import StepTimeTerms, step_time_terms
@@ -72,10 +74,14 @@ step. With the optimizer, clipping and fixed time now their own terms (:mod:`.st
 checkpointing); their geometric mean, 0.16, is 0.55 x the playbook's 0.30."""
 CHECKPOINTING_FACTOR = 1 / 1.2
 """Playbook §4: gradient checkpointing is "often around 20% slower". Measured tuned stacks lose less
-than the full recompute FLOPs suggest (llm-foundry's checkpointed rows keep 38-43% MFU on H100)."""
-QLORA_DEQUANT_FACTOR = 0.75
-"""bitsandbytes 4-bit layers dequantize every weight in each forward and backward; assumed 25% slower. The
-same factor is used for gptq and torchao_int4 bases: no published training row separates the formats."""
+than the full recompute FLOPs suggest (llm-foundry's checkpointed rows keep 38-43% MFU on H100).
+
+Applied once, on the model FLOPs (``flops_per_token.model``, no recompute): the recompute FLOPs are reported
+in ``flops_per_token.hardware`` but not charged as well. Charging them instead (x model/hardware: 1/1.33 for
+full training, 1/1.5 for LoRA, whose 4N pass gains a 2N re-forward) was scored on ``bench/cases`` (issue 18,
+second pass): trusted cases 15.4% -> 16.0% median, in range 100% -> 93% (llm-foundry MPT-70B on 64 H100
+and A100 fell out of the band, torchtune's 70B LoRA went from -19% to -35%); only Megatron's rows, whose MFU
+counts the recompute, gained. So the playbook's figure stays."""
 TORCH_COMPILE_SPEEDUP = 6667 / 5762
 """x1.157 on the matmul time with ``torch_compile``: torchtitan's Llama-3.1-8B, FSDP, selective AC, on 8 H100,
 5,762 -> 6,667 tokens/s/GPU (and on 128 H100 5,605 -> 6,514, x1.162), pytorch/torchtitan
@@ -168,8 +174,11 @@ def cold_estimate(m: ResolvedModel, t: TrainingSpec, gpu: ResolvedGpu, params_tr
     peak, note = gpu.peak_tflops(t.precision)
     peak_total = peak * t.num_gpus
     mfu_playbook = MFU_BY_TUNING[t.tuning]
+    stated = stated_mfu(t, gpu.architecture)
     if t.mfu is not None:
         mfu = t.mfu
+    elif stated is not None and t.precision != "fp32":
+        mfu = stated  # the framework's own figure on this architecture (:func:`.frameworks.stated_mfu`)
     elif t.precision == "fp32" or (not gpu.bf16_tflops and not gpu.fp16_tflops):
         mfu = mfu_playbook * MFU_FP32_CUDA_CORE_FACTOR
     else:
@@ -177,9 +186,6 @@ def cold_estimate(m: ResolvedModel, t: TrainingSpec, gpu: ResolvedGpu, params_tr
         mfu = mfu_playbook * MFU_ARCH_FACTOR.get(gpu.architecture, 1.0) * tensor_factor
     base = peak_total * 1e12 * mfu / fpt.model
     notes = [note] if note else []
-    if t.method == "qlora":
-        base *= QLORA_DEQUANT_FACTOR
-        notes.append("qlora: x0.75 for 4-bit dequantization in every matmul")
     if t.torch_compile:
         base *= TORCH_COMPILE_SPEEDUP
         notes.append(f"torch_compile: x{TORCH_COMPILE_SPEEDUP:.3f} on matmul time (torchtitan, 8 H100)")
@@ -210,8 +216,8 @@ def cold_estimate(m: ResolvedModel, t: TrainingSpec, gpu: ResolvedGpu, params_tr
         tokens_per_s_playbook_band=Scenarios.scaled(base), scenario_factors=SCENARIO_FACTORS_COLD,
         tokens_per_s_playbook=round(playbook, 1), step_time_s=round(step_s, 4), step_time_terms_s=terms,
         flops_per_token=fpt, peak_tflops_total=round(peak_total, 1), tflops_source=gpu.tflops_source,
-        mfu_assumed=mfu, mfu_playbook=mfu_playbook, mfu_prior_source=mfu_prior_source(t, t.from_framework),
-        notes=notes,
+        mfu_assumed=mfu, mfu_playbook=mfu_playbook,
+        mfu_prior_source=mfu_prior_source(t, t.from_framework, gpu.architecture), notes=notes,
     )
 
 
