@@ -56,9 +56,11 @@ def tokens_windows(per_window: list[float | None], scope: str = "job") -> Window
     [
         ([700.0, 700.0], "clear", None),  # exactly 70%: not below
         ([699.9, 699.9], "fired", 1),
-        ([699.9, 700.0, 699.9], "clear", None),  # never two in a row
-        ([699.9], "clear", None),  # one window is not two
-        ([699.9, None, 699.9], "clear", None),  # a window without a measurement breaks the run
+        # Below the line in the latest window(s) but fewer than two in a row: pending (not clear), not fired.
+        ([699.9, 700.0, 699.9], "pending", 2),  # never two in a row
+        ([699.9], "pending", 0),  # one window is not two
+        ([699.9, None, 699.9], "pending", 2),  # a window without a measurement breaks the run
+        ([699.9, 700.0], "clear", None),  # the latest window is back at the line
         ([800.0, 500.0, 600.0, 650.0], "fired", 2),
     ],
 )
@@ -73,7 +75,9 @@ def test_throughput_waits_for_the_window_to_close() -> None:
     logs = [LogSample(step=i, tokens_per_s=100.0, timestamp=at(10 * i + 1)) for i in range(2)]
     series = fold_windows(build_timeline([], logs), window_s=10)
     assert [w.complete for w in series.windows] == [True, False]
-    assert check_throughput(series, Prediction(tokens_per_s=1000), CONFIG).status == "clear"
+    result = check_throughput(series, Prediction(tokens_per_s=1000), CONFIG)
+    # The filling window is not judged: one complete window below the line is pending, never fired.
+    assert (result.status, result.window_index) == ("pending", 0)
 
 
 def test_throughput_evidence_numbers() -> None:
