@@ -82,13 +82,14 @@ def add_parser(sub: Any) -> None:
         c.add_argument("--enforce-caps", action=argparse.BooleanOptionalAction, default=None,
                        help="stop a probe at its step/time cap (Ctrl-C into its pane, exit record checked); "
                        "default: on for kind=probe runs")
+        c.add_argument("--live-gpu", action="store_true",
+                       help="read the GPUs the run is on: its box's nvidia-smi over ssh, else NVML here")
         if name == "check":
             c.add_argument("--json", action="store_true")
             c.set_defaults(func=run_check_cmd)
         else:
             c.add_argument("--interval", type=_REFRESH_S, default=10.0, metavar="S", help="refresh every S seconds")
             c.add_argument("--once", action="store_true", help="draw once and exit")
-            c.add_argument("--live-gpu", action="store_true", help="sample this host's GPUs with NVML")
             c.set_defaults(func=run_watch)
 
     from gpu_preflight.server.cli.probe_help import ProbeHelpFormatter
@@ -176,15 +177,31 @@ def _inputs(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def _check(args: argparse.Namespace, gpu_samples: Any = ()) -> Any:
+def _check(args: argparse.Namespace, gpu_samples: Any = (), gpu_now: Any = None, notes: Any = ()) -> Any:
     from gpu_preflight.tools.telemetry.runcheck import check_run, make_inputs, run_check
 
     fields = _inputs(args)
     if args.run:
-        return run_check(args.run, gpu_samples=gpu_samples, **fields)
+        return run_check(args.run, gpu_samples=gpu_samples, gpu_now=gpu_now, notes=notes, **fields)
     if not args.log:
         raise PreflightError("RUN", None, "a run id, or --log FILE")
-    return check_run(make_inputs(fields), gpu_samples=gpu_samples)
+    return check_run(make_inputs(fields), gpu_samples=gpu_samples, gpu_now=gpu_now, notes=notes)
+
+
+def _live(host: str | None, readings: list[Any]) -> tuple[Any, list[str]]:
+    """One ``--live-gpu`` reading (``host``'s nvidia-smi, None: NVML here) added to ``readings``, and its notes."""
+    from gpu_preflight.tools.telemetry.livegpu import live_reading
+
+    notes: list[str] = []
+    snap, taken = live_reading(host, notes)
+    readings.extend(taken)
+    return snap, notes
+
+
+def _run_host(args: argparse.Namespace) -> str | None:
+    from gpu_preflight.tools.telemetry.livegpu import run_host
+
+    return run_host(args.run) if args.run else None
 
 
 def _enforcing(args: argparse.Namespace, c: RunCheck) -> bool:
@@ -208,7 +225,9 @@ def _enforce(args: argparse.Namespace, c: RunCheck) -> InterruptResult | None:
 def run_check_cmd(args: argparse.Namespace) -> int:
     from gpu_preflight.tools.telemetry.report import check_markdown
 
-    c = _check(args)
+    readings: list[Any] = []
+    snap, notes = _live(_run_host(args), readings) if args.live_gpu else (None, [])
+    c = _check(args, readings, snap, notes)
     stop = _enforce(args, c)
     if args.json and _enforcing(args, c):
         payload = c.model_dump(mode="json", exclude_none=True)
@@ -228,7 +247,9 @@ def run_watch(args: argparse.Namespace) -> int:
 
     sampler = None
     note = ""
-    if args.live_gpu:
+    host = _run_host(args) if args.live_gpu else None  # a run on a box: one nvidia-smi there per refresh
+    readings: list[Any] = []
+    if args.live_gpu and host is None:
         sampler = NvmlSampler(interval_s=max(args.interval, 1.0))
         try:
             sampler.start()
@@ -237,7 +258,11 @@ def run_watch(args: argparse.Namespace) -> int:
     clear = sys.stdout.isatty() and not args.once
     try:
         while True:
-            c = _check(args, gpu_samples=sampler.readings() if sampler else ())
+            if host is not None:
+                snap, live_notes = _live(host, readings)
+                c = _check(args, readings, snap, live_notes)
+            else:
+                c = _check(args, gpu_samples=sampler.readings() if sampler else ())
             stop = _enforce(args, c)
             if stop is not None:
                 note += f"enforced at {time.strftime('%H:%M:%S')}: {stop.reason}\n"

@@ -220,15 +220,14 @@ def register(mcp: MCPServer) -> None:
         predicted_tokens_per_s: Annotated[float | None, Field(default=None, gt=0)] = None,
         num_gpus: GpusArg = None,
         window_s: WindowArg = 600.0,
-        live_gpu: Annotated[bool, Field(description="Add an NVML reading here.")] = False,
+        live_gpu: Annotated[bool, Field(description="Add a reading of the run's GPUs (its box's).")] = False,
     ) -> Annotated[CallToolResult, RunCheck]:
         """A run's heartbeat, window, triggers, bottleneck, ETA, cost, keep/kill/done/wait."""
-        from gpu_preflight.tools.telemetry.nvml import gpu_snapshot
         from gpu_preflight.tools.telemetry.report import check_markdown
         from gpu_preflight.tools.telemetry.runcheck import run_check
 
         with tool_errors():
-            c = run_check(run_id, gpu_now=gpu_snapshot() if live_gpu else None, log_path=log_path,
+            c = run_check(run_id, live_gpu=live_gpu, log_path=log_path,
                           nvsmi_path=nvsmi_path, dph_total_usd=dph_total_usd, total_steps=total_steps,
                           predicted_tokens_per_s=predicted_tokens_per_s, num_gpus=num_gpus, window_s=window_s)
         return compact_result(c, check_markdown(c))

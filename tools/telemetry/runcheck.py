@@ -13,12 +13,7 @@ file, :mod:`.writetimes`), else the closing summary; ``step_time_source`` says w
 The heartbeat comes from the dispatcher (:mod:`gpu_preflight.tools.dispatch`) when it is installed;
 without it ``heartbeat`` is null and a note says so, and the check still runs from the log path.
 
-Decision (``keep | kill | done | wait``), first match wins: the run exited or its job ended (``done``
-on exit code 0, else ``kill``: the GPU is idle and billed); hung or the GPU fell off the bus
-(``kill``); a probe at its step or time cap (``kill``: see :mod:`.probecap`); a fired trigger
-(``kill``: pause, reclassify, change one variable, relaunch); waiting
-for input, its pane gone or its host unreachable (``wait``: look before paying on); no training record yet (``wait``);
-otherwise ``keep``.
+Decision (``keep | kill | done | wait``): the rules are in :mod:`.run_decision`.
 """
 
 from __future__ import annotations
@@ -26,20 +21,21 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
-from gpu_preflight.tools.common.nextstep import call
 from gpu_preflight.tools.hosts.remotefile import RemoteFileUnreachable
 
 from .assess import Assessment, assess
 from .bottleneck import Bottleneck
 from .models import GpuSample, LogSample
 from .nvml import NvmlSnapshot
-from .probecap import ProbeCap, probe_cap, stop_hint
+from .probecap import ProbeCap, probe_cap
 from .remotelog import look_key, read_log_look
+from .run_decision import END_ADVICE as END_ADVICE  # re-exported
+from .run_decision import RunDecision, decide_run
 from .runprogress import make_prediction, not_moving, summary_step_time, wall_elapsed_s
 from .tail import SourceSummary
 from .tail import read_source as read_source  # re-exported: callers import it from here
@@ -48,7 +44,6 @@ from .triggers import TriggerConfig, TriggerName, TriggerStatus
 from .windows import DEFAULT_WINDOW_S, EtaTrend, Window
 from .writetimes import LogTiming, logging_steps_advice, silent_log, time_log
 
-RunDecisionName = Literal["keep", "kill", "done", "wait"]
 DEFAULT_DMON_INTERVAL_S = 10.0
 MIN_WINDOW_S = 1.0  # shorter windows would number in the millions over a day-long log
 
@@ -129,11 +124,6 @@ class WindowBrief(BaseModel):
     @classmethod
     def of(cls, window: Window) -> WindowBrief:
         return cls(**{k: getattr(window, k) for k in cls.model_fields})
-
-
-class RunDecision(BaseModel):
-    decision: RunDecisionName
-    reason: str
 
 
 class RunCheck(BaseModel):
@@ -321,56 +311,6 @@ def _measured_tokens(windows: list[Window], num_gpus: int | None) -> float | Non
     return None
 
 
-END_ADVICE = {
-    "oom": "out of memory: reduce micro_batch or seq_len (or turn on activation checkpointing), then relaunch",
-    "nccl": "NCCL failed: check the interconnect and every rank's log before relaunching",
-    "killed": "killed from outside (host OOM killer or a scheduler): check host RAM and limits, then relaunch",
-}
-"""What to change before relaunching, by the heartbeat's ``end_class``; anything else: read the log tail."""
-
-
-def decide_run(hb: dict[str, Any] | None, a: Assessment, logs: list[LogSample],
-               gpu_now: NvmlSnapshot | None, cap: ProbeCap | None = None) -> RunDecision:
-    """keep / kill / done / wait for a running job (rules in the module doc)."""
-    state = hb.get("state") if hb else None
-    code, signal = (hb.get("exit_code"), hb.get("signal")) if hb else (None, None)
-    if state in ("exited", "idle_at_prompt") and (code is not None or signal is not None or state == "exited"):
-        if code == 0:
-            return RunDecision(decision="done", reason="the job exited with code 0: stop the machine if nothing else"
-                               " runs on it")
-        how = f"signal {signal}" if signal is not None else f"code {code}"
-        err = hb.get("last_error_line") if hb else None
-        said = f"; last error: {err}" if err else ""
-        fix = END_ADVICE.get(str(hb.get("end_class")) if hb else "", "read the log tail, fix, relaunch")
-        return RunDecision(decision="kill", reason=f"the job ended ({how}{said}): the GPU is idle and still billed;"
-                           f" {fix}")
-    if state == "hung":
-        return RunDecision(decision="kill", reason=f"hung: {hb.get('reason') if hb else ''}; stop paying")
-    if gpu_now is not None and gpu_now.answer is not None and gpu_now.answer.run_killing:
-        return RunDecision(decision="kill", reason=f"GPU lost: {gpu_now.answer.message}")
-    if cap is not None and cap.reached:
-        return RunDecision(decision="kill", reason=f"{cap.reason}: {stop_hint()}, "
-                           f"{call('calibrate')} from what it measured, then launch the full run through the gate")
-    if a.fired:
-        fired = [r for r in a.triggers if r.status == "fired"]
-        reason = "; ".join(f"{r.name}: {r.message}" for r in fired)
-        if a.bottleneck is not None:
-            reason += f". Bottleneck {a.bottleneck.bottleneck_class}: {a.bottleneck.suggestion}"
-        seen = f" (heartbeat: {state})" if state not in (None, "running") else ""
-        return RunDecision(decision="kill", reason=reason + f". Pause, change one variable, relaunch{seen}.")
-    if state in ("waiting_for_input", "pane_gone", "host_unreachable"):
-        return RunDecision(decision="wait", reason=f"{state}: {hb.get('reason') if hb else ''}; look before paying on")
-    if not any(s.kind == "train" for s in logs):
-        return RunDecision(decision="wait", reason="no training record yet: check again after the first log lines")
-    pending = [r.name for r in a.triggers if r.status in ("pending", "no_data")]
-    if a.triggers and len(pending) == len(a.triggers):
-        why = "; ".join(f"{r.name}: {r.message}" for r in a.triggers)
-        return RunDecision(decision="wait", reason=f"no trigger can judge yet ({why}): check again later")
-    tail = f" ({', '.join(pending)} not decided yet)" if pending else ""
-    tail += "".join(f"; {r.name}: {r.message}" for r in a.triggers if r.status == "pending")
-    return RunDecision(decision="keep", reason=f"no trigger fired{tail}")
-
-
 def dispatch_module() -> ModuleType | None:
     """The dispatcher, when this install has it (it is a separate component)."""
     try:
@@ -416,8 +356,16 @@ def resolve_run(run_id: str, overrides: dict[str, Any], *, with_heartbeat: bool 
 
 
 def run_check(run_id: str, *, now_epoch_s: float | None = None, gpu_samples: Sequence[GpuSample] = (),
-              gpu_now: NvmlSnapshot | None = None, **overrides: Any) -> RunCheck:
-    """:func:`check_run` for a dispatched run; ``overrides`` are :class:`RunInputs` fields."""
-    inputs, hb, notes, kind = resolve_run(run_id, overrides)
+              gpu_now: NvmlSnapshot | None = None, live_gpu: bool = False, notes: Sequence[str] = (),
+              **overrides: Any) -> RunCheck:
+    """:func:`check_run` for a dispatched run; ``overrides`` are :class:`RunInputs` fields; ``live_gpu`` adds one
+    reading of the GPUs the run is on (its box's, see :mod:`.livegpu`) to ``gpu_now`` and the samples."""
+    inputs, hb, found, kind = resolve_run(run_id, overrides)
+    notes = [*notes, *found]
+    if live_gpu:
+        from .livegpu import live_reading, run_host
+
+        gpu_now, taken = live_reading(run_host(run_id), notes)
+        gpu_samples = [*gpu_samples, *taken]
     return check_run(inputs, gpu_samples=gpu_samples, heartbeat=hb, gpu_now=gpu_now, notes=notes,
                      now_epoch_s=now_epoch_s, run_id=run_id, kind=kind)

@@ -37,9 +37,10 @@ def make_prediction(inputs: RunInputs, notes: list[str]) -> Prediction | None:
 def wall_elapsed_s(inputs: RunInputs, hb: dict[str, Any] | None, now_epoch_s: float | None) -> float | None:
     """Wall seconds since the run started (the heartbeat's, else the start record's), or None.
 
-    Never below 0: a box's clock read in whole seconds (``date +%s``) against a start time with a fraction
-    gave -0.19 s in the first second of a remote run (tests/test_remote_telemetry.py), and a check must
-    not fail on that.
+    Never below 0, so a check never fails on a clock: the box's clock is read with its fraction since
+    (``date +%s.%N``, :func:`~gpu_preflight.tools.dispatch.remote.box_clock_s`; whole seconds made a run
+    -0.2 s old in its first second, tests/test_remote_live_gpu.py), but a ``date`` without ``%N`` (BusyBox
+    built without it, BSD) still gives whole seconds, and NTP may step any clock back.
     """
     if hb is not None and isinstance(hb.get("elapsed_s"), int | float):
         return max(float(hb["elapsed_s"]), 0.0)
