@@ -185,3 +185,77 @@ def test_a_run_launched_on_a_host_keeps_it(fleet: Fleet, tmp_path: Path,
     assert main(["heartbeat", "--runs", "--json"]) == 0
     down = [hb for hb in json.loads(capsys.readouterr().out)["heartbeats"] if hb["run_id"] == run.run_id]
     assert [hb["state"] for hb in down] == ["host_unreachable"], down
+
+
+def _type(fleet: Fleet, name: str, pane: str, line: str) -> None:
+    fleet.tmux(name, "send-keys", "-t", pane, "-l", line)
+    fleet.tmux(name, "send-keys", "-t", pane, "Enter")
+
+
+def test_sweep_reads_an_agent_samples_cpu_and_sees_a_read_in_one_round_trip(
+        fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Box a runs the real Claude Code (idle: silent, no CPU, read from its screen), ``sleep 1000`` (silent, no
+    CPU: hung), a silent busy loop (silent, CPU: running), ``python3 -c 'input()'`` and ``sh -c 'read x'``
+    (blocked reading the terminal: waiting_for_input); one sweep, ONE ssh round trip to the box."""
+    from realapps.apps import start_app
+    from realapps.install import ensure_installed, why_missing
+    from realapps.model_server import ModelServer
+
+    from gpu_preflight.tools.dispatch import heartbeat
+    from gpu_preflight.tools.dispatch.tmuxcmd import Tmux
+
+    if ensure_installed("claude") is None:
+        pytest.skip(why_missing("claude"))
+    monkeypatch.setenv("TMUX_TMPDIR", str(fleet.tmpdirs["a"]))  # start_app's local tmux calls reach box a's server
+    (tmp_path / "project").mkdir()
+    with ModelServer() as server:
+        app = start_app("claude", server, fleet.socket_name, tmp_path / "project")
+        try:
+            panes = {what: fleet.shell("a") for what in ("sleep", "spin", "input", "read")}
+            _type(fleet, "a", panes["sleep"], "sleep 1000")
+            _type(fleet, "a", panes["spin"], "python3 -c 'while True: pass'")
+            _type(fleet, "a", panes["input"], "python3 -c 'input()'")
+            _type(fleet, "a", panes["read"], "sh -c 'read x'")
+            time.sleep(2.0)  # every pane silent past a 1 s hang threshold
+            calls: list[int] = []
+            real = Tmux._remote
+
+            def counted(self: Tmux, *args: object, **kwargs: object) -> str:
+                calls.append(1)
+                return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+            monkeypatch.setattr(Tmux, "_remote", counted)
+            sweeps, deadline = 0, time.monotonic() + 15  # just booted, the app redraws its welcome screen a while
+            while True:
+                report = heartbeat_all(hosts=["a"], socket_name=fleet.socket_name, hang_after_s=1.0,
+                                       cpu_sample_s=0.3)
+                sweeps += 1
+                beats = {hb.pane_id: hb for hb in report.heartbeats}
+                if beats[app.pane_id].state != "working" or time.monotonic() > deadline:
+                    break
+            monkeypatch.setattr(Tmux, "_remote", real)
+            assert len(calls) == sweeps, calls  # one script per sweep: every pane, agent and CPU sample included
+            print(f"sweep of box a, {len(beats)} panes (an agent, 0.3 s CPU sample): {report.scan_ms:.0f} ms")
+            agent = beats[app.pane_id]
+            assert (agent.state, agent.agent, agent.last_error_line) == ("idle", "claude", None), agent
+            hung = beats[panes["sleep"]]
+            assert (hung.state, hung.cpu_sample_busy) == ("hung", False), hung
+            assert "no CPU in a 0.3 s sample on the box" in hung.reason, hung
+            spin = beats[panes["spin"]]
+            assert (spin.state, spin.cpu_sample_busy) == ("running", True), spin
+            assert spin.seconds_since_output_s is not None and spin.seconds_since_output_s >= 1.0, spin
+            for what in ("input", "read"):
+                assert beats[panes[what]].state == "waiting_for_input", beats[panes[what]]
+            # a single remote pane heartbeat says the same, from its own look
+            one = {what: heartbeat(target=panes[what], socket_name=fleet.socket_name, host="a", hang_after_s=1.0)
+                   for what in ("input", "spin")}
+            assert (one["input"].state, one["spin"].state) == ("waiting_for_input", "running"), one
+            _type(fleet, "a", panes["input"], "typed")  # the read returns: the shell is back at its prompt
+            deadline = time.monotonic() + 10
+            while (after := heartbeat(target=panes["input"], socket_name=fleet.socket_name, host="a")).state \
+                    != "idle_at_prompt":
+                assert time.monotonic() < deadline, after
+                time.sleep(0.1)
+            fleet.tmux("a", "send-keys", "-t", panes["spin"], "C-c")
+        finally:
+            app.stop()

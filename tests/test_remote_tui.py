@@ -110,3 +110,58 @@ def test_cli_multiline_prompt_and_wait_idle_over_ssh(agent: tuple[RunningApp, Mo
         assert server.wait_for(before + 1, timeout_s=20)[before:] == [text]
     finally:
         server.script()
+
+
+def test_an_agent_quit_back_to_its_shell_reads_exited_over_ssh(agent: tuple[RunningApp, ModelServer], box: str,
+                                                                 tmp_path: Path) -> None:
+    """Last in the module (it boots a second app): the real app started FROM a shell in the pane, given a prompt
+    over ssh, then quit with Ctrl-C twice, as a user quits it. The shell is back at its prompt, so the box's
+    processes no longer show an agent; our audit of the prompt we sent says one ran there: ``exited``, for a
+    single heartbeat and for a sweep. No exit code: the shell keeps ``$?`` to itself (the local heartbeat gives
+    none on this path either)."""
+    import shlex
+    import tempfile
+
+    from realapps.apps import SPECS, _prepare
+
+    from gpu_preflight.tools.dispatch import heartbeat_all
+
+    app, server = agent
+    exe = ensure_installed(APP)
+    assert exe is not None
+    home = tempfile.TemporaryDirectory(prefix="pf-claude-home-")
+    argv, env = _prepare(APP, exe, Path(home.name), tmp_path, server.port)
+    command = "env -i TERM=\"$TERM\" " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + " " + \
+        shlex.join(argv)
+    shell = "exec env PS1='$ ' HISTFILE=/dev/null PROMPT_COMMAND= /bin/bash --norc --noprofile"
+    pane = app.tmux("new-window", "-d", "-t", app.session, "-c", str(tmp_path), "-P", "-F", "#{pane_id}",
+                    shell).strip()
+    quit_app = RunningApp(SPECS[APP], app.socket_name, app.session, pane, 0, Path(home.name), tmp_path)
+    try:
+        quit_app.wait(lambda lines: lines[-1:] == ["$"], 10, "the shell prompt")
+        app.tmux("send-keys", "-t", pane, "-l", command)
+        app.tmux("send-keys", "-t", pane, "Enter")
+        quit_app.wait_idle(60)
+        time.sleep(0.5)
+        before = len(server.received_texts())
+        sent = dispatch(pane, "one prompt, then quit", "tui", host=box, socket_name=app.socket_name)
+        assert sent.status == "submitted", (sent.reason, quit_app.screen())
+        assert server.wait_for(before + 1, timeout_s=20)[before:] == ["one prompt, then quit"]
+        assert wait_idle(pane, 40, socket_name=app.socket_name, host=box).idle
+        live = heartbeat(target=pane, socket_name=app.socket_name, host=box)
+        assert (live.state, live.agent) == ("idle", APP), live  # the agent runs under the shell: read as an agent
+        for _ in range(2):
+            app.tmux("send-keys", "-t", pane, "C-c")
+            time.sleep(0.3)
+        deadline = time.monotonic() + 15
+        while app.tmux("display-message", "-p", "-t", pane, "#{pane_current_command}").strip() != "bash":
+            assert time.monotonic() < deadline, quit_app.screen()
+            time.sleep(0.1)
+        gone = heartbeat(target=pane, socket_name=app.socket_name, host=box)
+        assert (gone.state, gone.host, gone.exit_code) == ("exited", box, None), gone
+        assert "agent TUI that took our last prompt here" in gone.reason and "back at its prompt" in gone.reason
+        swept = [hb for hb in heartbeat_all(hosts=[box], socket_name=app.socket_name).heartbeats if hb.pane_id == pane]
+        assert [hb.state for hb in swept] == ["exited"], swept
+    finally:
+        app.tmux("kill-window", "-t", pane)
+        home.cleanup()

@@ -179,7 +179,7 @@ def _sweep_hosts(args: argparse.Namespace, hosts: list[str]) -> int:
     from gpu_preflight.tools.dispatch import heartbeat_all
 
     report = heartbeat_all(socket_name=args.socket_name, socket_path=args.socket_path,
-                           hosts="all" if hosts == ["all"] else hosts)
+                           hosts="all" if hosts == ["all"] else hosts, hang_after_s=args.hang_after_s)
     if args.json:
         sys.stdout.write(report.model_dump_json() + "\n")
         return 0

@@ -105,25 +105,34 @@ def remote_cooked(tmux: Tmux, tty: str) -> bool | None:
     return {"icanon": True, "-icanon": False}.get(flag)
 
 
-def agent_heartbeat(tmux: Tmux, pane: PaneInfo, hb: Heartbeat, sample_s: float = AGENT_SAMPLE_S) -> Heartbeat:
-    """Refine a remote pane heartbeat (``running``, ``hung`` or ``idle_at_prompt``) for an agent TUI, as locally.
+AGENT_STATES = ("running", "hung", "waiting_for_input")
+"""Shell-rule states an agent's screen overrides: an idle agent is silent and uses no CPU (never ``hung``)."""
 
-    ``running`` or ``hung`` with an agent in the pane's processes: read from its screen
-    (:func:`.agentbeat.classify_agent`, a second look ``sample_s`` later when only that can tell; an idle agent is
-    silent and uses no CPU, which the shell rules would call ``hung``). ``idle_at_prompt`` where no job of ours
-    ran but the audit says we last sent a prompt to an agent here: that agent has ``exited``. A link that fails
-    in between gives ``host_unreachable``, never a guess.
+
+def agent_gone(hb: Heartbeat, server_key: str) -> Heartbeat:
+    """``idle_at_prompt`` where no job of ours ran but the audit says we last sent a prompt to an agent here:
+    that agent has ``exited`` (the shell is back at its prompt), as the local heartbeat says."""
+    if hb.state != "idle_at_prompt" or hb.job_id is not None or hb.pane_id is None:
+        return hb
+    prompt = last_agent_prompt(server_key, hb.pane_id)
+    if prompt is not None:
+        hb.state = "exited"
+        hb.reason = (f"the agent TUI that took our last prompt here (audit #{prompt[0]}, {prompt[1]}) has exited: "
+                     "the shell is back at its prompt")
+    return hb
+
+
+def agent_heartbeat(tmux: Tmux, pane: PaneInfo, hb: Heartbeat, sample_s: float = AGENT_SAMPLE_S) -> Heartbeat:
+    """Refine a remote pane heartbeat (``running``, ``hung``, ``waiting_for_input`` or ``idle_at_prompt``) for an
+    agent TUI, as locally.
+
+    ``running``, ``hung`` or ``waiting_for_input`` with an agent in the pane's processes: read from its screen
+    (:func:`.agentbeat.classify_agent`, a second look ``sample_s`` later when only that can tell). ``idle_at_prompt``:
+    :func:`agent_gone`. A link that fails in between gives ``host_unreachable``, never a guess.
     """
     assert tmux.host is not None
-    if hb.state == "idle_at_prompt":
-        prompt = last_agent_prompt(tmux.key, pane.pane_id) if hb.job_id is None else None
-        if prompt is not None:
-            hb.state = "exited"
-            hb.reason = (f"the agent TUI that took our last prompt here (audit #{prompt[0]}, {prompt[1]}) has exited: "
-                         "the shell is back at its prompt")
-        return hb
-    if hb.state not in ("running", "hung"):  # an idle agent is silent and uses no CPU: never "hung"
-        return hb
+    if hb.state not in AGENT_STATES:
+        return agent_gone(hb, tmux.key)
     try:
         seen = look_agent(tmux, pane.pane_id)
         if seen.profile is None:

@@ -90,16 +90,22 @@ def sample_agents(tmux: Tmux, looks: list[AgentLook], sample_s: float = AGENT_SA
     time.sleep(sample_s)
     again = capture_many(tmux, [look.pane_id for look in looks], escapes=True)
     for look in looks:
-        second = read_agent_view(again.get(look.pane_id, []), look.profile)
-        hb = look.hb
-        if second.dialog is not None:
-            hb.state, hb.reason, hb.dialog = "waiting_for_input", f"a dialog is open: {second.dialog!r}", second.dialog
-        elif second.busy_line is not None:
-            hb.state, hb.reason = "working", f"busy marker on screen: {second.busy_line!r}"
-        elif above_composer(second) != above_composer(look.first):
-            hb.state, hb.reason = "working", f"output is moving (the screen changed within {sample_s:g} s)"
-        elif second.composer is not None:
-            draft = "" if second.composer.empty else "; a draft sits in the composer"
-            hb.state, hb.reason = "idle", f"composer shown, no busy marker, nothing moved in {sample_s:g} s{draft}"
-        hb.evidence = second.evidence or answer_tail(second, 4)
-        hb.last_output_line = next(iter(answer_tail(second, 1)), hb.last_output_line)
+        second_look(look, again.get(look.pane_id, []), sample_s)
+
+
+def second_look(look: AgentLook, ansi: list[str], sample_s: float) -> None:
+    """Judge one pending agent pane from its screen ``sample_s`` after the first (a remote fleet sweep takes
+    both screens in one ssh round trip: :mod:`.remote_fleet`)."""
+    second = read_agent_view(ansi, look.profile)
+    hb = look.hb
+    if second.dialog is not None:
+        hb.state, hb.reason, hb.dialog = "waiting_for_input", f"a dialog is open: {second.dialog!r}", second.dialog
+    elif second.busy_line is not None:
+        hb.state, hb.reason = "working", f"busy marker on screen: {second.busy_line!r}"
+    elif above_composer(second) != above_composer(look.first):
+        hb.state, hb.reason = "working", f"output is moving (the screen changed within {sample_s:g} s)"
+    elif second.composer is not None:
+        draft = "" if second.composer.empty else "; a draft sits in the composer"
+        hb.state, hb.reason = "idle", f"composer shown, no busy marker, nothing moved in {sample_s:g} s{draft}"
+    hb.evidence = second.evidence or answer_tail(second, 4)
+    hb.last_output_line = next(iter(answer_tail(second, 1)), hb.last_output_line)

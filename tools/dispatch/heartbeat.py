@@ -346,11 +346,12 @@ def heartbeat_all(*, socket_name: str | None = None, socket_path: str | None = N
     if scope not in ("panes", "runs"):
         raise PreflightError("scope", scope, "panes or runs")
     deadline_s = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
+    _check_times(hang_after_s, cpu_sample_s)
     if hosts is not None and scope == "panes":
         from gpu_preflight.tools.dispatch.remote_fleet import fleet_heartbeats
 
-        return fleet_heartbeats(hosts, socket_name=socket_name, socket_path=socket_path, timeout_s=deadline_s)
-    _check_times(hang_after_s, cpu_sample_s)
+        return fleet_heartbeats(hosts, socket_name=socket_name, socket_path=socket_path, timeout_s=deadline_s,
+                                hang_after_s=hang_after_s, cpu_sample_s=cpu_sample_s)
     started = time.monotonic()
     results: list[Checked] = []
     looks: dict[tuple[str | None, str | None], tuple[Tmux, list[AgentLook]]] = {}

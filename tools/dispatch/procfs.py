@@ -14,7 +14,9 @@ import platform
 from dataclasses import dataclass
 
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-_READ_SYSCALL = {"x86_64": 0, "aarch64": 63, "arm64": 63}.get(platform.machine(), -1)
+READ_SYSCALLS = {"x86_64": 0, "aarch64": 63, "arm64": 63}
+"""``read``'s number per ``uname -m`` (a remote box says its own; :mod:`.remote` brings it back)."""
+_READ_SYSCALL = READ_SYSCALLS.get(platform.machine(), -1)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,17 @@ def blocked_reading_tty(pid: int, tty_path: str) -> bool | None:
         return os.path.realpath(f"/proc/{pid}/fd/{fd}") == os.path.realpath(tty_path)
     except OSError:
         return None
+
+
+def reads_terminal(number: int, fd_target: str, tty_path: str, machine: str) -> bool:
+    """:func:`blocked_reading_tty` for facts read on a remote box: the syscall a process sleeps in (the first
+    field of its ``/proc/<pid>/syscall``), the terminal that call's fd is open on (empty: not the pane's; the box's
+    ``test -ef`` tells) and the box's ``uname -m``.
+
+    >>> reads_terminal(0, "/dev/pts/3", "/dev/pts/3", "x86_64"), reads_terminal(7, "/dev/pts/3", "/dev/pts/3", "x86_64")
+    (True, False)
+    """
+    return number == READ_SYSCALLS.get(machine, -1) and bool(fd_target) and fd_target == tty_path
 
 
 def children(pid: int, stats: dict[int, ProcStat] | None = None) -> list[int]:

@@ -9,6 +9,8 @@ the box's forks) and ``/proc`` is the box's, not ours. So a fixed ``sh`` script 
 * the pane's :data:`~.paneinfo.PANE_FORMAT` line (the same fields as a local snapshot),
 * ``/proc/<pane pid>/stat``, its children's ``stat`` and its ``cmdline``: whether the shell owns the
   terminal (``tpgid``), runs a job in its group, or runs a script, judged as :mod:`.procfs` judges locally,
+* unless the pane's shell sits at its prompt: the box's ``uname -m`` and, for each process of the pane's tree,
+  the syscall it sleeps in and whether that call's fd is the pane's terminal (``waiting_for_input``),
 * the start and exit records of the job named by the pane's ``@pf_job`` option (and of one more job we
   name, the last one the audit table says we dispatched there), and the box's clock,
 * the visible screen;
@@ -33,24 +35,61 @@ from gpu_preflight.tools.dispatch.tmuxcmd import Tmux
 REMOTE_STATE_ENV = "PREFLIGHT_REMOTE_STATE_DIR"
 DEFAULT_REMOTE_STATE = ".local/state/gpu-preflight"
 
-LOOK_SCRIPT = r"""p=$1 f=$2 d=$3 k=$4 a=$5 cs=$6
+PROC_SH = r"""st() { { read -r _l < "/proc/$1/stat"; } 2>/dev/null && printf '%s\n' "$_l"; }
+kids() { _kk=; for _f in /proc/$1/task/*/children; do _k=; { read -r _k < "$_f"; } 2>/dev/null; _kk="$_kk $_k"; done; }
+tree() { st "$1"; kids "$1"; for c in $_kk; do tree "$c"; done; }
+busy() { { read -r _s < "/proc/$1/stat"; } 2>/dev/null || return 1; _c=${_s#*(}; _c=${_c%)*}; set -- "$1" ${_s##*) }
+  [ "$7" = "$1" ] || return 0
+  kids "$1"; case $_kk in *[0-9]*) return 0;; esac
+  case " @SHELLS@ " in *" $_c "*) return 1;; esac; return 0; }
+sys() { while read -r _p _r; do
+  { read -r _n _a _x < "/proc/$_p/syscall"; } 2>/dev/null || continue
+  case $_n in ''|*[!0-9]*) continue;; esac
+  case $_a in 0x?|0x??|0x???) if [ "/proc/$_p/fd/$((_a))" -ef "$2" ]; then echo "$_p $_n $2"; continue; fi;; esac
+  echo "$_p $_n"
+done <<E
+$1
+E
+}
+argv() { while read -r _p _r; do
+  _c=${_r#(}; _c=${_c%%)*}
+  for _n in $2 node bun deno; do case $_c in *"$_n"*)
+    printf '%s ' "$_p"; tr '\0\n' '\037 ' < "/proc/$_p/cmdline" 2>/dev/null; echo; break;; esac; done
+done <<E
+$1
+E
+}
+""".replace("@SHELLS@", " ".join(sorted(SHELLS)))
+"""Shell functions both scripts use, without a fork per process (``read`` is a builtin; a 25-pane sweep's box
+side measured 560-740 ms with ``cat`` per ``/proc`` file, see :data:`.remote_fleet.SWEEP_SCRIPT`): ``tree PID``
+prints the ``stat`` of it and every descendant; ``busy PID`` is true unless it is a shell sitting at its prompt
+(it owns the terminal, has no child); ``sys TREE TTY`` prints ``pid syscall`` for each process of a ``tree``
+output that sleeps in a syscall, with ``TTY`` appended where that call's first argument is an fd open on the
+pane's terminal (what tells a program blocked reading its terminal, as :func:`.procfs.blocked_reading_tty` does
+locally: the box's processes are our own user's, so no ptrace rights beyond that are needed); ``argv TREE NAMES``
+prints ``pid`` and the command line (arguments joined by ``\\x1f``) of each process whose name holds one of
+``NAMES`` or is a JavaScript runtime (what finds an agent TUI; every other process costs no fork)."""
+
+LOOK_SCRIPT = PROC_SH + r"""p=$1 f=$2 d=$3 k=$4 a=$5 cs=$6
 case $d in /*) ;; *) d=$HOME/$d;; esac
 line=$(t display-message -p -t "$p" "$f") || exit 1
-pid=$(t display-message -p -t "$p" '#{pane_pid}') || exit 1
-job=$(t display-message -p -t "$p" '#{@pf_job}')
+ids=$(t display-message -p -t "$p" '#{pane_pid} T#{pane_tty} #{@pf_job}') || exit 1
+read -r pid tty job <<E
+$ids
+E
+tty=${tty#T}
 case $pid in ''|*[!0-9]*) pid=0;; esac
 echo "@@$k dir"; printf '%s\n' "$d"
 echo "@@$k pane"; printf '%s\n' "$line"
-echo "@@$k stat"; cat "/proc/$pid/stat" 2>/dev/null; echo
-echo "@@$k kids"
-for c in $(cat /proc/$pid/task/*/children 2>/dev/null); do cat "/proc/$c/stat" 2>/dev/null; echo; done
+echo "@@$k stat"; st "$pid"; echo
+echo "@@$k kids"; kids "$pid"; for c in $_kk; do st "$c"; done
 echo "@@$k cmdline"; tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null
-tree() { cat "/proc/$1/stat" 2>/dev/null; for c in $(cat /proc/$1/task/*/children 2>/dev/null); do tree "$c"; done; }
-if [ -n "$cs" ] && [ "$pid" != 0 ]; then
-  st=$(cat "/proc/$pid/stat" 2>/dev/null); c=${st#*(}; c=${c%)*}; set -- ${st##*) }
-  kids=$(cat /proc/$pid/task/*/children 2>/dev/null)
-  if [ "$6" = "$pid" ] && [ -z "$kids" ]; then case " @SHELLS@ " in *" $c "*) cs=;; esac; fi
-  if [ -n "$cs" ]; then echo "@@$k cpu0"; tree "$pid"; sleep "$cs"; echo "@@$k cpu1"; tree "$pid"; fi
+if [ "$pid" != 0 ] && busy "$pid"; then
+  tr0=$(tree "$pid")
+  echo "@@$k arch"; uname -m
+  echo "@@$k sys"; sys "$tr0" "$tty"
+  echo "@@$k cpu0"; printf '%s\n' "$tr0"
+  if [ -n "$cs" ]; then sleep "$cs"; echo "@@$k cpu1"; tree "$pid"; fi
 fi
 [ "$a" = "${job%%:*}" ] && a=
 for id in "${job%%:*}" "$a"; do
@@ -59,9 +98,9 @@ for id in "${job%%:*}" "$a"; do
   echo "@@$k start $id"; cat "$d/jobs/$id.start" 2>/dev/null
   echo "@@$k exit $id"; cat "$d/jobs/$id.exit" 2>/dev/null
 done
-echo "@@$k now"; date +%s
+echo "@@$k now"; date +%s.%N
 echo "@@$k screen"; t capture-pane -p -t "$p"
-""".replace("@SHELLS@", " ".join(sorted(SHELLS)))
+"""
 
 
 def remote_state_dir() -> str:
@@ -71,6 +110,20 @@ def remote_state_dir() -> str:
 
 def nonce() -> str:
     return "pf" + secrets.token_hex(6)
+
+
+def box_clock_s(text: str) -> float | None:
+    """The box's ``date +%s.%N`` (GNU: nanoseconds, as the start records' ``EPOCHREALTIME``); a ``date`` without
+    ``%N`` (BusyBox without it, BSD) prints ``%s.N`` or ``%s.%N``: whole seconds then. Whole seconds against a
+    start record with a fraction made a run's ``elapsed_s`` -0.19 s in its first second (issue 17).
+
+    >>> box_clock_s("1700000000.250000000"), box_clock_s("1700000000.N"), box_clock_s("x")
+    (1700000000.25, 1700000000.0, None)
+    """
+    whole, _, frac = text.strip().partition(".")
+    if not whole.isdigit():
+        return None
+    return float(f"{whole}.{frac}") if frac.isdigit() else float(whole)
 
 
 def sections(stdout: str, mark: str) -> dict[str, list[str]]:
@@ -128,6 +181,38 @@ class RemoteLook:
     cpu_before: dict[int, procfs.ProcStat] = field(default_factory=dict)
     cpu_after: dict[int, procfs.ProcStat] = field(default_factory=dict)
     """The pane's process tree read twice, ``cpu_sample_s`` apart (empty: no sample, e.g. a shell at its prompt)."""
+    syscalls: list[tuple[int, int, str]] = field(default_factory=list)
+    """``(pid, syscall number, the pane's tty if the call's first argument is an fd open on it, else "")`` of the
+    tree's sleeping processes (:data:`PROC_SH` ``sys``)."""
+    machine: str = ""
+    """The box's ``uname -m`` (syscall numbers are per architecture)."""
+    argvs: list[list[str]] = field(default_factory=list)
+    """Command lines of the pane's process tree (a fleet sweep: what finds an agent TUI there)."""
+    ansi: list[str] = field(default_factory=list)
+    ansi_again: list[str] | None = None
+    """A fleet sweep: the screen with SGR attributes, and again one agent sample later (None: not taken)."""
+
+    def reading_terminal(self) -> bool:
+        """Whether a process of the terminal's foreground group sleeps in ``read()`` on the pane's tty."""
+        if self.pane is None or not self.machine:
+            return False
+        group = {pid for pid, stat in self.cpu_before.items() if stat.pgrp == self.pane.foreground_pgid}
+        return any(pid in group and procfs.reads_terminal(number, target, self.pane.tty, self.machine)
+                   for pid, number, target in self.syscalls)
+
+
+def syscalls_of(lines: list[str]) -> list[tuple[int, int, str]]:
+    """``sys`` lines of :data:`PROC_SH` (``pid number [tty]``), malformed ones dropped.
+
+    >>> syscalls_of(["812 0 /dev/pts/4", "813 7", "x y"])
+    [(812, 0, '/dev/pts/4'), (813, 7, '')]
+    """
+    found = []
+    for line in lines:
+        parts = line.split(" ", 2)
+        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+            found.append((int(parts[0]), int(parts[1]), parts[2].strip() if len(parts) > 2 else ""))
+    return found
 
 
 def pane_from(line: str, stat_lines: list[str], kid_lines: list[str], cmdline: list[str]) -> PaneInfo | None:
@@ -194,5 +279,6 @@ def look(tmux: Tmux, target: str, timeout_s: float | None = None, also_job: str 
     screen = [line.rstrip() for line in parts.get("screen", [])[:-1]]  # the output's final newline
     now = (parts.get("now") or [""])[0].strip()
     return RemoteLook(pane=pane, lines=screen, job=job, state_dir=(parts.get("dir") or [""])[0], records=records,
-                      now_epoch_s=float(now) if now.isdigit() else None,
-                      cpu_before=stats_of(parts.get("cpu0", [])), cpu_after=stats_of(parts.get("cpu1", [])))
+                      now_epoch_s=box_clock_s(now),
+                      cpu_before=stats_of(parts.get("cpu0", [])), cpu_after=stats_of(parts.get("cpu1", [])),
+                      syscalls=syscalls_of(parts.get("sys", [])), machine=(parts.get("arch") or [""])[0].strip())

@@ -15,9 +15,15 @@ round trip as the look (:func:`.remote.look` reads the tree's ``/proc/<pid>/stat
 apart, unless the shell sits at its prompt), so a remote heartbeat costs one round trip plus the sample
 (0.1 s by default), never a second round trip; the ticks are judged by :func:`.procfs.tree_cpu_ticks` as
 locally. A run's log, read on the box after the look, keeps a run ``running`` when it moved within the
-threshold (the threshold itself comes from the screen's step times there). A fleet sweep takes no sample
-(its reason says so). Not yet over ssh: ``waiting_for_input`` of a shell program (``/proc/<pid>/syscall``
-needs ptrace rights on the box).
+threshold (the threshold itself comes from the screen's step times there). A fleet sweep takes the same
+sample, one sleep for every pane of a box (:mod:`.remote_fleet`).
+
+``waiting_for_input``, as locally: a process of the terminal's foreground group sleeps in ``read()`` on the
+pane's tty. The same look reads, on the box, each tree process's ``/proc/<pid>/syscall`` (our own user's
+processes: readable without ptrace rights beyond that; Yama's ``ptrace_scope`` >= 1 can hide it, and then
+the pane reads ``running``/``hung`` as before), whether that call's fd is the pane's terminal, and ``uname -m``
+(the syscall number of ``read`` is per architecture). A shell's builtin ``read`` is not told apart from the
+shell waiting at its prompt (both are the shell in ``read()``), here as locally: ``idle_at_prompt``.
 """
 
 from __future__ import annotations
@@ -103,6 +109,9 @@ def _judge(seen: RemoteLook, target: str, host_name: str, audit_job: str | None,
         hb.exit_code = pane.job_done_exit_code
         hb.exit_source = "pane_option" if hb.exit_code is not None else None
         fill_last_job(hb, pane, seen.lines, audit_job, _reader(seen))
+        return hb, None
+    if seen.reading_terminal():
+        hb.state, hb.reason = "waiting_for_input", "the foreground process is blocked reading the terminal (on the box)"
         return hb, None
     return hb, _hung_or_running(hb, seen, mine, hang_after_s, cpu_sample_s)
 
