@@ -23,6 +23,9 @@ SENDS_KEYS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idemp
 """Types into a tmux pane: never destroys anything by itself, but what it types runs in a shell or an
 agent outside this server (open world), so ``serve --read-only`` does not register it."""
 
+STOPS_RUN = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
+"""Ctrl-C into a run's pane: it ends a job on purpose (destructive); a second call finds it ended (idempotent)."""
+
 OPEN_WORLD_READ = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 """Reads a live outside service (Vast offer search)."""
 

@@ -121,9 +121,29 @@ def pruned(node: Any, depth: int) -> Any:
     return out
 
 
+OUTPUT_ENUM_MAX = 8
+"""A longer enum in a *result* (the 18 log formats) is published as its type: a caller reads the value, it never
+sends one, and the list cost ~300 bytes of every session's tools/list."""
+
+
+def _lean(node: Any) -> Any:
+    """Drop what says nothing in an output schema: ``additionalProperties: true`` (JSON Schema's default) and
+    enums longer than :data:`OUTPUT_ENUM_MAX`."""
+    if isinstance(node, list):
+        return [_lean(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _lean(v) for k, v in node.items() if not (k == "additionalProperties" and v is True)}
+    if isinstance(out.get("enum"), list) and len(out["enum"]) > OUTPUT_ENUM_MAX and "type" in out:
+        del out["enum"]
+    if "properties" in node:  # a property may be called "enum" or "additionalProperties": keep its schema
+        out["properties"] = {k: _lean(v) for k, v in node["properties"].items()}
+    return out
+
+
 def output_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """What ``tools/list`` publishes for a result: its top-level fields and their types (names carry units)."""
-    result: dict[str, Any] = nullable_unlisted(pruned(skeleton_schema(inline_refs(schema), output=True), 1))
+    result: dict[str, Any] = _lean(nullable_unlisted(pruned(skeleton_schema(inline_refs(schema), output=True), 1)))
     return result
 
 

@@ -44,7 +44,7 @@ def test_read_only_keeps_exactly_the_tools_that_only_read_or_record_state() -> N
 
     tools = create_server()._tool_manager.list_tools()
     dropped = sorted(t.name for t in tools if not allowed_read_only(t.annotations))
-    assert dropped == ["dispatch", "launch_run"]
+    assert dropped == ["dispatch", "launch_run", "stop_run"]  # stop_run ends a job: destructive
     kept = {t.name for t in create_server(read_only=True)._tool_manager.list_tools()}
     assert kept == {t.name for t in tools} - set(dropped)
 
@@ -54,7 +54,7 @@ async def test_serve_read_only_over_stdio(tmp_path: Path) -> None:
     with anyio.fail_after(60):
         async with Client(_stdio(tmp_path, "--read-only"), mode="legacy") as client:
             names = {t.name for t in (await client.list_tools()).tools}
-            assert "dispatch" not in names and "launch_run" not in names
+            assert "dispatch" not in names and "launch_run" not in names and "stop_run" not in names
             assert {"estimate_run", "checklist_start", "gate_check", "heartbeat"} <= names
             refused = await client.call_tool("dispatch", {"target": "%0", "text": "rm -rf ~"})
             assert refused.is_error is True

@@ -178,9 +178,9 @@ async def test_mcp_run_check_reports_the_cap_and_stays_read_only(tmp_path: Path,
     got = await mcp_client.call_tool("run_check", {"run_id": run.run_id, "window_s": 30})
     sc = got.structured_content
     assert sc is not None and sc["probe_cap"]["reached"] is True and sc["decision"]["decision"] == "kill"
-    # No MCP tool stops a run: the reason says so and what the user runs (not a Python function, issue 20).
+    # The reason names the MCP tool that stops it (not a Python function or a shell command, issue 20).
     reason = sc["decision"]["reason"]
-    assert "no MCP tool" in reason and "preflight check RUN" in reason and "interrupt_run" not in reason
+    assert "stop_run(run_id)" in reason and "interrupt_run" not in reason and "preflight" not in reason
 
 
 def _probe(tmux_srv: TmuxTestServer, tmp_path: Path) -> tuple[str, Path]:
@@ -203,6 +203,21 @@ def test_cli_check_stops_a_probe_at_its_cap_by_default(tmux_srv: TmuxTestServer,
     payload = json.loads(done.stdout)
     assert payload["probe_cap"]["reached"] is True and payload["enforced"]["stopped"] is True, done.stdout
     assert read_job(job_id).exited
+
+
+@pytest.mark.anyio
+async def test_mcp_stop_run_stops_a_probe_past_its_cap_and_proves_it(tmux_srv: TmuxTestServer, tmp_path: Path,
+                                                                      mcp_client: Client) -> None:
+    run_id, _ = _probe(tmux_srv, tmp_path)
+    check = await mcp_client.call_tool("run_check", {"run_id": run_id, "window_s": 5})
+    assert check.structured_content is not None and check.structured_content["decision"]["decision"] == "kill"
+    got = await mcp_client.call_tool("stop_run", {"run_id": run_id})
+    sc = got.structured_content
+    assert not got.is_error and sc is not None and sc["stopped"] is True and sc["exit_code"] not in (None, 0)
+    job_id = get_run(run_id).job_id
+    assert job_id is not None and read_job(job_id).exited  # proven by the job's exit record
+    bad = await mcp_client.call_tool("stop_run", {"run_id": "r000000000000"})
+    assert bad.is_error and "run_id" in str(bad.content[0])
 
 
 # --- 4. calibrate records one batch -----------------------------------------------------------------------

@@ -102,7 +102,6 @@ async def test_checklist_start_summary_still_says_what_to_record(client: Client)
 _CLI_COMMAND = re.compile(r"preflight ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?((?: --?[a-z][a-z-]*| [A-Z]+)*)")
 _URI = re.compile(r"preflight://[\w./{}-]+")
 _POINTER = re.compile(r"\b(?:see|call|with|run|use|via|try)\s+`?([a-z][a-z0-9]*(?:_[a-z0-9]+)+)")
-_STOP_RUN_MCP = MCP["stop_run"]  # the one MCP text that names a command: for the user, since no tool stops a run
 
 
 def _uri_known(uri: str, resources: list[str]) -> bool:
@@ -127,7 +126,6 @@ def _subcommands() -> set[str]:
 
 def _mcp_dead_names(text: str, tools: set[str], resources: list[str]) -> list[str]:
     """CLI commands, Python functions offered as a call, calls and URIs that no tool or resource answers."""
-    text = text.replace(_STOP_RUN_MCP, "")
     functions = _python_functions() - tools
     dead = [m.group(0) for m in _CLI_COMMAND.finditer(text) if m.group(1) in _subcommands()]
     dead += [name for name in _POINTER.findall(text) if name in functions]
@@ -158,9 +156,6 @@ async def test_every_mcp_next_step_names_a_tool_or_resource_that_exists(client: 
     tools, resources = await _catalogue(client)
     assert set(MCP) == set(STEPS) == set(CLI)
     for step, text in MCP.items():
-        if step == "stop_run":
-            assert "no MCP tool" in text
-            continue
         named = [w for w in re.findall(r"[a-z][a-z0-9_]*", text) if w in tools] + _URI.findall(text)
         assert named or step in ("gpu_with_host_ram", "override"), f"{step}: {text!r} names no tool or resource"
         assert not _mcp_dead_names(text, tools, resources), (step, text)

@@ -121,3 +121,22 @@ def test_cli_enforce_caps_needs_a_run_id(tmp_path: Path) -> None:
     expected = ("preflight: error: --enforce-caps: got None; allowed: a run id (RUN): caps are recorded on "
                 "dispatched probe runs")
     assert done.returncode == 2 and done.stderr.strip() == expected
+
+
+def test_cli_stop_stops_a_full_run_and_exits_0_only_when_proven(tmux_srv: TmuxTestServer, tmp_path: Path) -> None:
+    """`preflight stop RUN_ID`: the user's "kill" after run_check decides it (any run, not only a probe at cap)."""
+    run_id, log = _launch_probe(tmux_srv, tmp_path, cap_steps=100_000)
+    retry_until(lambda: log.exists() and log.read_text().count("\n") >= 2, timeout_s=10, what="first steps")
+    done = subprocess.run([sys.executable, "-m", "gpu_preflight.server", "stop", run_id, "--json"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["stopped"] is True and payload["exit_code"] not in (None, 0) and payload["interrupts_sent"] >= 1
+    job_id = get_run(run_id).job_id
+    assert job_id is not None and read_job(job_id).exited  # the proof is the exit record, not the screen
+    again = subprocess.run([sys.executable, "-m", "gpu_preflight.server", "stop", run_id, "--json"],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 0 and json.loads(again.stdout)["already_ended"] is True
+    bad = subprocess.run([sys.executable, "-m", "gpu_preflight.server", "stop", run_id, "--timeout-s", "0"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "--timeout-s" in bad.stderr and "Traceback" not in bad.stderr

@@ -71,6 +71,13 @@ def add_parser(sub: Any) -> None:
     h.add_argument("--json", action="store_true")
     h.set_defaults(func=run_heartbeat)
 
+    st = sub.add_parser("stop", help="Ctrl-C a launched run (on its host too); exit 0 only when its exit record "
+                                     "proves it ended")
+    st.add_argument("run_id", help="run id (r + 12 hex)")
+    st.add_argument("--timeout-s", type=quantity(0, 600, "seconds"), default=10.0)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=run_stop)
+
     w = sub.add_parser("wait-idle", help="wait until the agent in a pane finished its turn; print its last lines")
     w.add_argument("target", help="session:window.pane or %%pane_id")
     w.add_argument("--timeout-s", type=quantity(0, 86_400, "seconds", lo_open=False), default=600.0)
@@ -90,6 +97,17 @@ def run_dispatch(args: argparse.Namespace) -> int:
         sys.stdout.write(f"{d.status}: {d.reason} (Enter x{d.enter_count}, {d.latency_ms:.0f} ms)\n")
     # A prompt the app shows queued was delivered as asked: success when --on-busy queue asked for it.
     return 0 if d.status == "submitted" or (d.status == "queued" and args.on_busy == "queue") else 1
+
+
+def run_stop(args: argparse.Namespace) -> int:
+    from gpu_preflight.tools.dispatch import interrupt_run
+
+    r = interrupt_run(args.run_id, timeout_s=args.timeout_s)
+    if args.json:
+        sys.stdout.write(r.model_dump_json() + "\n")
+    else:
+        sys.stdout.write(f"{'stopped' if r.stopped else 'not stopped'}: {r.reason} ({r.latency_ms:.0f} ms)\n")
+    return 0 if r.stopped else 1
 
 
 def run_wait_idle(args: argparse.Namespace) -> int:

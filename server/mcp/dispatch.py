@@ -15,19 +15,21 @@ from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from gpu_preflight.server._errors import tool_errors
-from gpu_preflight.server.annotations import READ_ONLY, SENDS_KEYS
+from gpu_preflight.server.annotations import READ_ONLY, SENDS_KEYS, STOPS_RUN
 from gpu_preflight.server.schemas import result
 from gpu_preflight.tools.common.render import table
 from gpu_preflight.tools.dispatch import (
     DispatchResult,
     Heartbeat,
     HeartbeatReport,
+    InterruptResult,
     LaunchResult,
     PaneInfo,
     WaitIdleResult,
     dispatch,
     heartbeat,
     heartbeat_all,
+    interrupt_run,
     list_pane_infos,
     wait_idle,
 )
@@ -141,6 +143,16 @@ def register(mcp: MCPServer) -> None:
             hb = await anyio.to_thread.run_sync(
                 lambda: heartbeat(run_id, target, socket_name=socket_name, socket_path=socket_path, host=host))
         return result(hb, f"**{hb.state}**: {hb.reason}")
+
+    @mcp.tool(name="stop_run", annotations=STOPS_RUN)
+    async def stop_run_tool(
+        run_id: Annotated[str, Field(min_length=1, max_length=64)],
+        timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0,
+    ) -> Annotated[CallToolResult, InterruptResult]:
+        """Ctrl-C a launched run (on its host too); stopped only when its exit record proves it."""
+        with tool_errors():
+            r = await anyio.to_thread.run_sync(lambda: interrupt_run(run_id, timeout_s=timeout_s))
+        return result(r, f"**{'stopped' if r.stopped else 'not stopped'}**: {r.reason}")
 
     @mcp.tool(name="wait_idle", annotations=READ_ONLY)
     async def wait_idle_tool(
