@@ -4,9 +4,9 @@
 ``preflight`` subcommands a person or script can run. ``tests/test_mcp_agent_view.py`` checks that
 every MCP name here is in ``tools/list`` or ``resources/list`` and every CLI command parses.
 
-Where MCP has no tool for a step (stopping a run: MCP tools stay read-only about a running job, and
-sending Ctrl-C is the CLI's), the MCP text says so and that the user runs the command, instead of
-naming a shell command as if the model could run it.
+Every step has a call in both doors. Stopping a run was CLI-only until issue 17's flow (rent, launch,
+heartbeat, run_check, kill) needed an agent to act on run_check's ``kill``: ``stop_run`` is annotated
+destructive, so ``serve --read-only`` does not offer it.
 """
 
 from __future__ import annotations
