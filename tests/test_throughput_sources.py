@@ -5,6 +5,8 @@
 * Activation checkpointing is applied once: the compute term uses the model FLOPs (no recompute) times the
   playbook's x1.2, never the recompute FLOPs and the x1.2 together.
 * A framework's own stated MFU on an architecture (torchtitan: 33% on H100) replaces its class figure there.
+* Eager attention writes and re-reads its score matrix (``n_heads x keys`` per token and layer, 11 passes plus
+  dropout's): a memory-bound term over HBM bandwidth, 0 with flash/SDPA (issue 18, round 2).
 """
 
 from __future__ import annotations
@@ -106,3 +108,38 @@ def test_torchtitan_h100_row_by_hand() -> None:
     assert tp.step_time_terms_s is not None
     assert tp.step_time_terms_s.compute == pytest.approx(8 * 2 * 8192 * flops / (8 * 989.4e12 * 0.33), rel=1e-4)
     assert tp.tokens_per_s.base / 8 == pytest.approx(5762, rel=0.05)
+
+
+FLAT_2000 = {"name": "flat", "gpu_ram_gb": 80, "bf16_tflops": 100, "hbm_bw_gbps": 2000}
+
+
+def test_eager_attention_scores_by_hand() -> None:
+    eager = estimate_run(spec(attention="eager"), FLAT_2000).throughput
+    sdpa = estimate_run(spec(attention="sdpa"), FLAT_2000).throughput
+    assert eager.step_time_terms_s is not None and sdpa.step_time_terms_s is not None
+    # GPT-2 (12 layers, 12 heads, attention dropout) over 1,024 tokens x 1,024 keys in bf16: 4 forward + 7 backward
+    # passes + dropout's 4, 2 B each, + its 1-byte mask written and read: 32 B per score element.
+    by_hand = 1024 * 12 * 12 * 1024 * 32 / (2000e9 * 0.8)  # 3.02 ms
+    assert eager.step_time_terms_s.eager_attention == pytest.approx(by_hand, rel=1e-4)
+    assert eager.step_time_terms_s.eager_attention == pytest.approx(0.00302, abs=1e-5)
+    assert sdpa.step_time_terms_s.eager_attention == 0.0  # fused kernels keep the scores on chip
+    assert eager.step_time_s == pytest.approx(sdpa.step_time_s + by_hand, abs=2e-4)
+
+
+def test_eager_attention_brings_megatron_1_7b_to_its_published_mfu() -> None:
+    """Narayanan et al. 2021 (arXiv 2104.04473) Table 1: the 1.7B GPT (24 layers, 2304 wide, 24 heads, seq 2048)
+    on 32 A100 reached 44% of peak counting the recompute (hardware) FLOPs. FLOPs alone predicted 60% (+36%)."""
+    model = {"name": "megatron-gpt-1.7b", "family": "gpt2", "n_layers": 24, "hidden_size": 2304, "n_heads": 24,
+             "n_kv_heads": 24, "intermediate_size": 9216, "vocab_size": 51200, "tied_embeddings": True,
+             "mlp_gated": False, "dropout": False}
+    training = {"precision": "fp16", "seq_len": 2048, "micro_batch": 1, "grad_accum": 16, "num_gpus": 32,
+                "sharding": "zero1", "activation_checkpointing": True, "attention": "eager",
+                "framework": "megatron_lm"}
+    tp = estimate_run(spec(model=model, **training), "A100 SXM4").throughput
+    assert tp.step_time_terms_s is not None
+    # 16 x 2048 tokens per GPU x 24 layers x 24 heads x 2048 keys x (11 + 4 recomputed forward passes) x 2 B (fp16)
+    # over 0.8 x 2,039 GB/s: 0.711 s beside 2.62 s of matmuls.
+    by_hand = 16 * 2048 * 24 * 24 * 2048 * 15 * 2 / (2039e9 * 0.8)
+    assert tp.step_time_terms_s.eager_attention == pytest.approx(by_hand, rel=1e-4)
+    mfu_hardware = tp.tokens_per_s.base * tp.flops_per_token.hardware / (32 * 312e12)
+    assert mfu_hardware == pytest.approx(0.44, rel=0.10)

@@ -7,7 +7,7 @@ data loader, Python and kernel launches. None of these grows with the batch, so 
 model on one 48 GB card with under 1,000 tokens per optimizer step ran at 0.36 s/step where FLOPs
 alone said 0.15 s (issue 18). The step is modelled as::
 
-    step_s = compute_s + optimizer_s + comm_s + dequant_s + fixed_s
+    step_s = compute_s + optimizer_s + comm_s + dequant_s + eager_attention_s + fixed_s
 
 * ``optimizer_s``: HBM bytes the update, clipping and (fp16) unscaling move per trainable parameter,
   times the parameters this GPU updates, over ``hbm_bw_gbps x HBM_ACHIEVED_FRACTION``. These are
@@ -16,6 +16,8 @@ alone said 0.15 s (issue 18). The step is modelled as::
 * ``comm_s``: data-parallel collectives not hidden behind compute (see :func:`comm_time_s`).
 * ``dequant_s``: QLoRA's 4-bit base weights dequantized to the compute dtype before each matmul that uses
   them (:func:`dequant_time_s`), memory-bound like the optimizer; 0 for other methods.
+* ``eager_attention_s``: eager attention's score matrices written and read back, forward and backward
+  (:mod:`.memory_traffic`), memory-bound; 0 with FlashAttention/SDPA.
 * ``fixed_s``: :data:`FIXED_STEP_S`.
 
 Each term is in the throughput result (``step_time_terms_s``) so a probe can be compared term by term.
@@ -27,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from gpu_preflight.tools.estimator.catalogue import ResolvedGpu, lookup_gpu
 from gpu_preflight.tools.estimator.memory_knobs import QUANT_BYTES_PER_PARAM
+from gpu_preflight.tools.estimator.memory_traffic import eager_attention_bytes_per_gpu
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel, muon_share, newton_schulz_flops
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
@@ -292,6 +295,7 @@ class StepTimeTerms(BaseModel):
     optimizer: float = Field(description="Optimizer update + gradient clipping over HBM bandwidth.")
     comm: float = Field(description="Data-parallel collectives not hidden behind compute.")
     dequant: float = Field(default=0.0, description="QLoRA: 4-bit base weights dequantized per micro-batch pass.")
+    eager_attention: float = Field(default=0.0, description="Eager attention's score matrices over HBM bandwidth.")
     fixed: float = Field(description="Data loader, Python and launch overhead per step.")
     comm_link: str = Field(default="", description="The link the comm term used.")
 
@@ -305,8 +309,10 @@ def step_time_terms(t: TrainingSpec, gpu: ResolvedGpu, m: ResolvedModel, params_
     opt = optimizer_time_s(t, gpu, params_trainable, share) + ns
     comm, link = comm_time_s(t, gpu, m.params_total, params_trainable, compute_s)
     dequant = dequant_time_s(t, gpu, m)
+    eager = eager_attention_bytes_per_gpu(t, m) / (gpu.hbm_bw_gbps * 1e9 * HBM_ACHIEVED_FRACTION)
     terms = StepTimeTerms(compute=round(compute_s, 6), optimizer=round(opt, 6), comm=round(comm, 6),
-                          dequant=round(dequant, 6), fixed=FIXED_STEP_S, comm_link=link)
+                          dequant=round(dequant, 6), eager_attention=round(eager, 6), fixed=FIXED_STEP_S,
+                          comm_link=link)
     impl = f"/{t.optimizer_impl}" if t.optimizer in ("adamw", "lion", "muon") else ""
     opt_note = ("optimizer offloaded to CPU (not modelled)" if t.offload != "none" else
                 f"{t.optimizer}{impl} {optimizer_bytes_per_param(t, share):.4g} B/param at "
@@ -315,5 +321,6 @@ def step_time_terms(t: TrainingSpec, gpu: ResolvedGpu, m: ResolvedModel, params_
         opt_note += f" + Newton-Schulz {ns * 1000:.3g} ms"
     deq_note = (f"; 4-bit dequant {dequant_passes(t)} passes x {quantized_params(m, t) / 1e9:.3g}e9 weights"
                 if dequant else "")
-    note = f"step terms: {opt_note}; comm {link}{deq_note}; fixed {FIXED_STEP_S * 1000:g} ms"
-    return terms, compute_s + opt + comm + dequant + FIXED_STEP_S, note
+    eager_note = f"; eager attention scores {eager * 1000:.3g} ms" if eager else ""
+    note = f"step terms: {opt_note}; comm {link}{deq_note}{eager_note}; fixed {FIXED_STEP_S * 1000:g} ms"
+    return terms, compute_s + opt + comm + dequant + eager + FIXED_STEP_S, note

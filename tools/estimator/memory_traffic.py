@@ -1,0 +1,99 @@
+"""HBM traffic of the non-matmul work in a training step that grows with tokens: eager attention's score matrix.
+
+Why: the cold compute term is FLOPs / (peak x MFU), and the MFU priors come from stacks with fused attention
+(FlashAttention, SDPA), which never write the ``heads x keys`` score matrix to memory. Eager attention (HF's
+``eager`` implementation, Megatron-LM's 2021 ``FusedScaleMaskSoftmax`` between two batched GEMMs) writes it,
+reads it back through the softmax and again in the second GEMM, and does the same in the backward pass. That
+is ``n_heads x keys`` elements per token and layer, against ``~24 h^2`` FLOPs per token and layer in the
+matmuls: at ``h`` = 2304 with 24 heads over 2,048 keys (Megatron-LM's 1.7B row) the score traffic takes about
+a quarter of the matmul time on an A100, at ``h`` = 25,600 (its 1T row) about 2 %. Bandwidth-bound, so timed
+over ``hbm_bw_gbps x HBM_ACHIEVED_FRACTION`` like the optimizer term.
+
+Passes over the score matrix per layer (one pass = every element read or written once, ``score_bytes`` each):
+
+* forward: the ``Q K^T`` GEMM writes it (1); the (fused scale + mask +) softmax reads and writes it (2); the
+  ``P V`` GEMM reads the probabilities (1) = 4;
+* backward: the ``dO V^T`` GEMM writes ``dP`` (1); the softmax backward reads ``P`` and ``dP`` and writes
+  ``dS`` (3); ``dS`` is read by the two GEMMs for ``dQ`` and ``dK`` (2); ``P`` is read again for ``dV`` (1) = 7;
+* attention dropout (models that train with it, ``model.dropout``): forward reads and writes the
+  probabilities and writes a 1-byte mask, backward reads the gradient and the mask and writes it: 4 passes
+  and 2 mask bytes;
+* full activation checkpointing re-runs the forward (4, plus dropout's 2 passes and mask byte).
+
+HF's unfused ``/ sqrt(d)`` and ``+ mask`` are two more read/write pairs each; they are left out (the lower
+bound), as are the element-wise ops on ``h``-sized tensors (norms, residuals, activations), which fused-attention
+priors already contain.
+
+Scored on ``bench/cases`` (issue 18, round 2): Megatron-LM's 1.7B row +36% -> +7% and its 1T row +15% -> +13%
+(out of sample); HF's bert-large rows on V100 are in sample (the V100 and fp32 MFU factors were re-derived with
+this term in the step: fp16 -20/+28% -> -20/+27%, fp32 -13/0/+9% -> -11/+1/+10%); LLMs-from-scratch's fp32 eager
+GPT-2 124M +7% -> +8%. Trusted throughput median 11.8% -> 11.5% over the 42 trusted cases of that day.
+
+Tried and not kept: a like term for the element-wise ops (norms, residual adds, the activation, rotary; forward
+2 tensors, backward 3, per op), with the priors read as whole-step figures on their reference rows (MPT-7B,
+Llama-3.1-8B: 2.6-2.7e-4 element-wise bytes per FLOP). It narrowed llm-foundry's spread by hidden size (125M
++21% -> +14%, 760M +14% -> +9%) but moved the trusted median only 11.7% -> 11.1%, the hold-out cases' median
+19.0% -> 19.8%, and pushed llm.c's fused-kernel GPT-2 124M out of the cold band (-16% -> -24%).
+"""
+
+from __future__ import annotations
+
+from gpu_preflight.tools.estimator.modelshape import ResolvedModel
+from gpu_preflight.tools.estimator.spec import TrainingSpec
+
+EAGER_SCORE_PASSES = 4.0 + 7.0
+"""Forward 4 + backward 7 passes over the score matrix (module docstring). Derived from the kernels, not
+fitted. Scored on bench/cases (out of sample for Megatron-LM; the V100 and fp32 MFU factors in
+``throughput.py`` were re-derived from HF's bert-large rows with this term in the step)."""
+DROPOUT_PASSES = 2.0 + 2.0
+"""Attention dropout: forward read + write, backward read + write (plus the 1-byte mask: :data:`DROPOUT_MASK_BYTES`)."""
+DROPOUT_MASK_BYTES = 1.0 + 1.0
+"""The bool mask written in the forward and read in the backward, per score element."""
+FORWARD_PASSES = 4.0
+"""Passes of the forward alone (re-run under full activation checkpointing)."""
+
+
+def score_bytes(t: TrainingSpec) -> float:
+    """Bytes of one score element: the compute dtype (fp32 training keeps fp32 scores; AMP's GEMMs write fp16/bf16)."""
+    return 4.0 if t.precision == "fp32" else 2.0
+
+
+def eager_bytes_per_score(t: TrainingSpec, m: ResolvedModel) -> float:
+    """HBM bytes per score element per step pass (forward, backward, recompute) for eager attention; 0 otherwise.
+
+    >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
+    >>> from gpu_preflight.tools.estimator.spec import ModelSpec, TrainingSpec
+    >>> gpt2 = resolve_model(ModelSpec(name="gpt2"))
+    >>> eager_bytes_per_score(TrainingSpec(seq_len=1024, micro_batch=1, attention="eager"), gpt2.model_copy(
+    ...     update={"dropout": False}))  # 11 passes x 2 B (bf16)
+    22.0
+    >>> eager_bytes_per_score(TrainingSpec(seq_len=1024, micro_batch=1, attention="eager", precision="fp32",
+    ...     activation_checkpointing=True), gpt2.model_copy(update={"dropout": True}))  # (11 + 4 + 4 + 2) x 4 + 2 + 1
+    87.0
+    >>> eager_bytes_per_score(TrainingSpec(seq_len=1024, micro_batch=1, attention="sdpa"), gpt2)
+    0.0
+    """
+    if t.attention != "eager":
+        return 0.0
+    b = score_bytes(t)
+    passes, mask = EAGER_SCORE_PASSES, 0.0
+    if m.dropout:
+        passes, mask = passes + DROPOUT_PASSES, DROPOUT_MASK_BYTES
+    if t.activation_checkpointing is True:
+        passes += FORWARD_PASSES + (DROPOUT_PASSES / 2 if m.dropout else 0.0)
+        mask += DROPOUT_MASK_BYTES / 2 if m.dropout else 0.0
+    return passes * b + mask
+
+
+def eager_attention_bytes_per_gpu(t: TrainingSpec, m: ResolvedModel) -> float:
+    """HBM bytes one GPU moves per optimizer step through eager attention's score matrices.
+
+    Score elements per token: ``n_heads x keys`` in every layer, keys the padded length (eager attention computes
+    the whole square and masks it, causal or windowed alike). Tokens per GPU: the step's computed tokens over the
+    data-parallel GPUs."""
+    per_score = eager_bytes_per_score(t, m)
+    if per_score == 0.0:
+        return 0.0
+    tokens_per_gpu = t.compute_tokens_per_step / t.num_gpus
+    return tokens_per_gpu * m.n_layers * m.n_heads * t.padded_seq_len * per_score
+
