@@ -80,7 +80,7 @@ def test_packed_and_unpacked_tokens_by_hand() -> None:
     assert terms[2].compute == pytest.approx(4 * 1024 * fpt(1024) / rate, rel=1e-4)
     for est, term, real in zip((packed, one, four), terms, (4 * 1024, 4 * 256, 4 * 256), strict=True):
         assert term is not None
-        step_s = term.compute + term.optimizer + term.comm + term.fixed
+        step_s = term.compute + term.optimizer + term.comm + term.host_dispatch + term.fixed
         assert est.throughput.tokens_per_s.base == pytest.approx(real / step_s, rel=1e-4)
     # Same compute, a quarter of the useful tokens: the padded run's useful rate is exactly 1/4 of the packed one.
     assert four.throughput.tokens_per_s.base == pytest.approx(packed.throughput.tokens_per_s.base / 4, rel=1e-3)

@@ -189,6 +189,21 @@ logit) and a 4.02 GiB peak in backward (8 B more per logit: 14). Its reserved co
 at 4,096 tokens (the allocator's cache of these large blocks), more than the 8 % reserve counted here."""
 
 
+TRAINER_HF_LOSS_BYTES = 12.0
+"""The hf loss under the HF Trainer (``framework = "hf_trainer"``): 12 B per logit, not 14.
+
+Why: ``Trainer.compute_loss`` runs ``outputs = model(**inputs)`` and returns ``loss`` alone unless
+``return_outputs``; ``training_step`` then calls ``self.accelerator.backward(loss)`` (src/transformers/trainer.py,
+read at 000945a9), so ``outputs.logits`` (2 B) is freed before backward. What remains at the head's backward is the
+saved fp32 log-softmax and its two gradients (4 + 4 + 4 B). The forward holds no more: a >= 4.46 head keeps 2 + 4 + 4
+while ``cross_entropy`` runs; remote code that shifts a bf16 copy first (Qwen v1's ``QWenLMHeadModel``:
+``shift_logits = lm_logits[..., :-1, :].contiguous()`` into ``CrossEntropyLoss``, which autocast runs in fp32) holds
+2 + 2 + 4 + 4. Own loops that keep ``outputs`` alive through ``loss.backward()`` (PEFT's method comparison,
+can-i-finetune-this) keep 14. Qwen v1's README profile (Trainer, 1.8B/7B/14B LoRA, 256-8,192 tokens) was +18 % (7B)
+and +21 % (1.8B) at 8,192 tokens with 14 B, +11 % and +8 % with 12. Trainer subclasses (TRL, axolotl, LLaMA-Factory)
+override ``compute_loss``; not read, so they keep 14."""
+
+
 def activations_bytes(m: ResolvedModel, t: TrainingSpec) -> float:
     """All saved activations of one micro-batch on one GPU (ZeRO/FSDP do not shard activations); LoRA/QLoRA
     keep no input of a frozen, adapter-less linear (:func:`.memory_knobs.frozen_unsaved_bytes_per_token`)."""
@@ -206,6 +221,8 @@ def activations_bytes(m: ResolvedModel, t: TrainingSpec) -> float:
 def _loss_bytes(t: TrainingSpec) -> float:
     if t.loss == "none":
         return 0.0
+    if t.loss == "hf" and t.framework == "hf_trainer":
+        return TRAINER_HF_LOSS_BYTES  # fp32 too: 4 (log-softmax) + 4 + 4; the fp32 logits die with ``outputs``
     if not _half(t):  # fp32 logits: no upcast copy to make, whatever the loss code says
         return LOSS_BYTES["standard" if t.loss == "no_upcast" else t.loss] + 2
     return LOSS_BYTES[t.loss]

@@ -7,7 +7,7 @@ data loader, Python and kernel launches. None of these grows with the batch, so 
 model on one 48 GB card with under 1,000 tokens per optimizer step ran at 0.36 s/step where FLOPs
 alone said 0.15 s (issue 18). The step is modelled as::
 
-    step_s = compute_s + optimizer_s + comm_s + dequant_s + eager_attention_s + fixed_s
+    step_s = compute_s + optimizer_s + comm_s + dequant_s + eager_attention_s + host_dispatch_s + fixed_s
 
 * ``optimizer_s``: HBM bytes the update, clipping and (fp16) unscaling move per trainable parameter,
   times the parameters this GPU updates, over ``hbm_bw_gbps x HBM_ACHIEVED_FRACTION``. These are
@@ -18,6 +18,9 @@ alone said 0.15 s (issue 18). The step is modelled as::
   them (:func:`dequant_time_s`), memory-bound like the optimizer; 0 for other methods.
 * ``eager_attention_s``: eager attention's score matrices written and read back, forward and backward
   (:mod:`.memory_traffic`), memory-bound; 0 with FlashAttention/SDPA.
+* ``host_dispatch_s``: eager PyTorch issues every operator from the host; when a micro-batch's GPU work
+  (compute + dequant + eager attention) is shorter than the host's ``ops x 10 us``, the GPU waits for the host and
+  a micro-batch takes the host's time (:mod:`.host_dispatch`). This term is that wait, 0 for large micro-batches.
 * ``fixed_s``: :data:`FIXED_STEP_S`.
 
 Each term is in the throughput result (``step_time_terms_s``) so a probe can be compared term by term.
@@ -28,6 +31,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from gpu_preflight.tools.estimator.catalogue import ResolvedGpu, lookup_gpu
+from gpu_preflight.tools.estimator.host_dispatch import host_dispatch_s, host_time_per_micro_batch_s
 from gpu_preflight.tools.estimator.memory_knobs import QUANT_BYTES_PER_PARAM
 from gpu_preflight.tools.estimator.memory_traffic import eager_attention_bytes_per_gpu
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel, muon_share, newton_schulz_flops
@@ -296,7 +300,9 @@ class StepTimeTerms(BaseModel):
     comm: float = Field(description="Data-parallel collectives not hidden behind compute.")
     dequant: float = Field(default=0.0, description="QLoRA: 4-bit base weights dequantized per micro-batch pass.")
     eager_attention: float = Field(default=0.0, description="Eager attention's score matrices over HBM bandwidth.")
-    fixed: float = Field(description="Data loader, Python and launch overhead per step.")
+    host_dispatch: float = Field(
+        default=0.0, description="Host operator dispatch the GPU waits for (eager PyTorch, small micro-batches).")
+    fixed: float = Field(description="Data loader, scheduler and logging per step.")
     comm_link: str = Field(default="", description="The link the comm term used.")
 
 
@@ -310,9 +316,10 @@ def step_time_terms(t: TrainingSpec, gpu: ResolvedGpu, m: ResolvedModel, params_
     comm, link = comm_time_s(t, gpu, m.params_total, params_trainable, compute_s)
     dequant = dequant_time_s(t, gpu, m)
     eager = eager_attention_bytes_per_gpu(t, m) / (gpu.hbm_bw_gbps * 1e9 * HBM_ACHIEVED_FRACTION)
+    host = host_dispatch_s(m, t, compute_s + dequant + eager)
     terms = StepTimeTerms(compute=round(compute_s, 6), optimizer=round(opt, 6), comm=round(comm, 6),
-                          dequant=round(dequant, 6), eager_attention=round(eager, 6), fixed=FIXED_STEP_S,
-                          comm_link=link)
+                          dequant=round(dequant, 6), eager_attention=round(eager, 6), host_dispatch=round(host, 6),
+                          fixed=FIXED_STEP_S, comm_link=link)
     impl = f"/{t.optimizer_impl}" if t.optimizer in ("adamw", "lion", "muon") else ""
     opt_note = ("optimizer offloaded to CPU (not modelled)" if t.offload != "none" else
                 f"{t.optimizer}{impl} {optimizer_bytes_per_param(t, share):.4g} B/param at "
@@ -322,5 +329,7 @@ def step_time_terms(t: TrainingSpec, gpu: ResolvedGpu, m: ResolvedModel, params_
     deq_note = (f"; 4-bit dequant {dequant_passes(t)} passes x {quantized_params(m, t) / 1e9:.3g}e9 weights"
                 if dequant else "")
     eager_note = f"; eager attention scores {eager * 1000:.3g} ms" if eager else ""
-    note = f"step terms: {opt_note}; comm {link}{deq_note}{eager_note}; fixed {FIXED_STEP_S * 1000:g} ms"
-    return terms, compute_s + opt + comm + dequant + eager + FIXED_STEP_S, note
+    host_note = (f"; host-bound: {host_time_per_micro_batch_s(m, t) * 1000:.3g} ms of operator dispatch per "
+                 f"micro-batch, {host * 1000:.3g} ms per step not hidden" if host else "")
+    note = f"step terms: {opt_note}; comm {link}{deq_note}{eager_note}{host_note}; fixed {FIXED_STEP_S * 1000:g} ms"
+    return terms, compute_s + opt + comm + dequant + eager + host + FIXED_STEP_S, note

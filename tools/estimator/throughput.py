@@ -133,7 +133,7 @@ class ThroughputEstimate(BaseModel):
     tokens_per_s_playbook: float = Field(description="The playbook rule's base figure (min() or 6*trainable).")
     step_time_s: float = Field(description="Base seconds per optimizer step (global batch).")
     step_time_terms_s: StepTimeTerms | None = Field(
-        default=None, description="Cold estimates: step_time_s split into compute, optimizer, comm, fixed.")
+        default=None, description="Cold estimates: step_time_s split by cause (compute, optimizer, comm, ...).")
     flops_per_token: FlopsPerToken
     peak_tflops_total: float = Field(description="Dense tensor peak used, summed over the run's GPUs.")
     tflops_source: str
