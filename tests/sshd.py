@@ -27,6 +27,9 @@ from pathlib import Path
 
 import pytest
 
+from gpu_preflight.tools.hosts import Host, add_host, close_master, list_hosts, make_host
+from gpu_preflight.tools.hosts.ssh import control_dir
+
 SSHD = Path("/usr/sbin/sshd")
 SSH_KEYGEN = shutil.which("ssh-keygen")
 PRIVSEP_DIR = Path("/run/sshd")  # sshd running as root refuses to start without it (Debian's unit makes it)
@@ -146,6 +149,21 @@ class Sshd:
         self.stop()
         self.start()
 
+    def register(self, name: str = "box", *, key: Path | None = None, known_hosts: Path | None = None,
+                 extra: tuple[str, ...] = ()) -> Host:
+        """Register this server as a user would: the test's own known_hosts, only the given key."""
+        options = [f"UserKnownHostsFile={known_hosts or self.known_hosts}", "IdentitiesOnly=yes", *extra]
+        return add_host(make_host(name, "127.0.0.1", port=self.port, identity=str(key or self.client_key),
+                                  options=options))
+
+
+def close_ssh_masters() -> None:
+    """Close every registered host's master (and its sessions) and the socket dir: a test leaves none behind."""
+    for host in list_hosts():
+        close_master(host)
+    with contextlib.suppress(OSError):
+        control_dir().rmdir()
+
 
 @pytest.fixture(scope="session")
 def ssh_client_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -161,6 +179,7 @@ def sshd_factory(ssh_client_key: Path, tmp_path: Path) -> Iterator[list[Sshd]]:
     """Make servers with ``Sshd(root, key)`` appended here; all are stopped at teardown."""
     servers: list[Sshd] = []
     yield servers
+    close_ssh_masters()
     for srv in servers:
         srv.stop()
 

@@ -8,7 +8,6 @@ lists (none here).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
@@ -20,41 +19,35 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from sshd import Sshd, free_port, keygen
+from sshd import Sshd, close_ssh_masters, free_port, keygen
 
 from gpu_preflight.server.cli import main
+from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.hosts import (
     Host,
     add_host,
     call,
     check,
     classify,
-    close_master,
     list_hosts,
     make_host,
     run_remote,
 )
-from gpu_preflight.tools.hosts.ssh import control_dir
 
 CONTRACT_KEYS = {"name", "reachable", "latency_ms", "tmux_version", "gpus", "error", "status"}
 
 
 @pytest.fixture(autouse=True)
 def _no_socket_dirs_left() -> Iterator[None]:
-    """The test's state dir is too deep for ssh sockets, so they go to /tmp/pf-ssh-*; leave none behind."""
+    """The test's state dir is too deep for ssh sockets, so they go to /tmp/pf-ssh-*; leave none behind
+    (also for tests that register a host without a server)."""
     yield
-    for host in list_hosts():
-        close_master(host)
-    with contextlib.suppress(OSError):
-        control_dir().rmdir()
+    close_ssh_masters()
 
 
 def _host(srv: Sshd, name: str = "box", *, key: Path | None = None, known_hosts: Path | None = None,
           extra: tuple[str, ...] = ()) -> Host:
-    """Register ``srv`` the way a user would, with the test's own known_hosts and only the given key."""
-    options = [f"UserKnownHostsFile={known_hosts or srv.known_hosts}", "IdentitiesOnly=yes", *extra]
-    return add_host(make_host(name, "127.0.0.1", port=srv.port, identity=str(key or srv.client_key),
-                              options=options))
+    return srv.register(name, key=key, known_hosts=known_hosts, extra=extra)
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -304,3 +297,32 @@ async def test_mcp_hosts_tools(mcp_client: Client, sshd: Sshd) -> None:
     assert refused.is_error and "option: got 'StrictHostKeyChecking=no'" in refused.content[0].text  # type: ignore[union-attr]
     unknown = await mcp_client.call_tool("hosts_check", {"name": "nope"})
     assert unknown.is_error and "name: got 'nope'" in unknown.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("option", ["ProxyCommand=touch {mark}", "proxycommand=touch {mark}",
+                                    "LocalCommand=touch {mark}", "PermitLocalCommand=yes",
+                                    "KnownHostsCommand=touch {mark}", "PKCS11Provider={mark}",
+                                    "SecurityKeyProvider={mark}"])
+async def test_mcp_hosts_add_refuses_options_that_run_a_local_command(mcp_client: Client, tmp_path: Path,
+                                                                       option: str) -> None:
+    """Injection path: hosts_add then hosts_check would have ssh run a command here for any MCP caller (also
+    under --read-only, where hosts_add stays). Refused naming the option; nothing registered, nothing run."""
+    mark = tmp_path / "ran"
+    text = option.format(mark=mark)
+    got = await mcp_client.call_tool("hosts_add", {"name": "evil", "destination": "127.0.0.1", "options": [text]})
+    key = text.split("=")[0]  # long values are elided in errors: the option's name is what must show
+    assert got.is_error and f"option: got '{key}=" in got.content[0].text  # type: ignore[union-attr]
+    assert "evil" not in [h.name for h in list_hosts()]
+    checked = await mcp_client.call_tool("hosts_check", {"name": "evil"})
+    assert checked.is_error and not mark.exists()
+
+
+def test_the_account_owner_may_still_register_a_proxy_command(tmp_path: Path) -> None:
+    """The CLI and the Python API are the account's owner: a ProxyCommand there is their choice (bench/remote.py
+    uses one for its 50 ms relay)."""
+    host = make_host("relay", "127.0.0.1", options=["ProxyCommand=nc %h %p"])
+    assert host.options == {"ProxyCommand": "nc %h %p"}
+    with pytest.raises(PreflightError) as info:
+        make_host("relay", "127.0.0.1", options=["ProxyCommand=nc %h %p"], allow_commands=False)
+    assert info.value.field == "option"

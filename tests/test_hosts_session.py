@@ -9,32 +9,19 @@ reading stdin, a background job writing later, a timeout); threads on one host g
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from sshd import Sshd
 
-from gpu_preflight.tools.hosts import Host, add_host, call, classify, close_master, list_hosts, make_host, session
-from gpu_preflight.tools.hosts.ssh import control_dir
-
-
-@pytest.fixture(autouse=True)
-def _close_masters() -> Iterator[None]:
-    yield
-    for host in list_hosts():
-        close_master(host)
-    with contextlib.suppress(OSError):
-        control_dir().rmdir()
+from gpu_preflight.tools.hosts import Host, call, classify, close_master, session
 
 
 @pytest.fixture
 def host(sshd: Sshd) -> Host:
-    return add_host(make_host("box", "127.0.0.1", port=sshd.port, identity=str(sshd.client_key),
-                              options=[f"UserKnownHostsFile={sshd.known_hosts}", "IdentitiesOnly=yes"]))
+    return sshd.register()
 
 
 def _open_sessions(host: Host) -> list[session.Session]:

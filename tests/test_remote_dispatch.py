@@ -10,7 +10,6 @@ never a false ``submitted``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
@@ -29,8 +28,7 @@ from gpu_preflight.tools.dispatch import dispatch, heartbeat
 from gpu_preflight.tools.dispatch.models import DispatchResult
 from gpu_preflight.tools.dispatch.target import make_tmux
 from gpu_preflight.tools.dispatch.tmuxcmd import HostUnreachable, TmuxError
-from gpu_preflight.tools.hosts import Host, add_host, call, close_master, list_hosts, make_host
-from gpu_preflight.tools.hosts.ssh import control_dir
+from gpu_preflight.tools.hosts import Host, call
 
 SHELL = "exec env {env}PS1='$ ' HISTFILE=/dev/null PROMPT_COMMAND= /bin/bash --norc --noprofile"
 
@@ -63,19 +61,9 @@ class Box:
         return self.state / "jobs" / f"{job_id}.sh"
 
 
-@pytest.fixture(autouse=True)
-def _close_masters() -> Iterator[None]:
-    yield
-    for host in list_hosts():
-        close_master(host)
-    with contextlib.suppress(OSError):
-        control_dir().rmdir()
-
-
 @pytest.fixture
 def box(sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Box]:
-    host = add_host(make_host("box", "127.0.0.1", port=sshd.port, identity=str(sshd.client_key),
-                              options=[f"UserKnownHostsFile={sshd.known_hosts}", "IdentitiesOnly=yes"]))
+    host = sshd.register()
     state = tmp_path / "box-state"
     monkeypatch.setenv("PREFLIGHT_REMOTE_STATE_DIR", str(state))
     socket_name = f"pfremote-{os.getpid()}-{uuid.uuid4().hex[:8]}"

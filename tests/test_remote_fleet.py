@@ -8,7 +8,6 @@ panes (a ``ForceCommand``), so stopping its sshd during that sleep stops it mid-
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -20,14 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshd import Sshd
+from sshd import Sshd, close_ssh_masters
 
 from gpu_preflight.server.cli import main
 from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch import dispatch, heartbeat_all
 from gpu_preflight.tools.dispatch.heartbeat_model import HeartbeatReport
-from gpu_preflight.tools.hosts import Host, add_host, call, close_master, list_hosts, make_host
-from gpu_preflight.tools.hosts.ssh import control_dir
+from gpu_preflight.tools.hosts import Host, call
 
 SHELL = "exec env PS1='$ ' HISTFILE=/dev/null PROMPT_COMMAND= /bin/bash --norc --noprofile"
 SLOW_SWEEP = '#!/bin/sh\ncase " $* " in *" list-panes -a "*) sleep 3;; esac\nexec {tmux} "$@"\n'
@@ -83,17 +81,12 @@ def fleet(ssh_client_key: Path, tmp_path: Path, sshd_factory: list[Sshd],
         srv.trust()
         srv.start()
         boxes.servers[name], boxes.tmpdirs[name] = srv, tmpdir
-        boxes.hosts[name] = add_host(make_host(name, "127.0.0.1", port=srv.port, identity=str(srv.client_key),
-                                               options=[f"UserKnownHostsFile={srv.known_hosts}",
-                                                        "IdentitiesOnly=yes"]))
+        boxes.hosts[name] = srv.register(name)
         boxes.tmux(name, "-f", "/dev/null", "new-session", "-d", "-s", "box", "-x", "100", "-y", "30", "sleep 100000")
     try:
         yield boxes
     finally:
-        for host in list_hosts():
-            close_master(host)
-        with contextlib.suppress(OSError):
-            control_dir().rmdir()
+        close_ssh_masters()
         for tmpdir in boxes.tmpdirs.values():
             for sock in tmpdir.glob(f"tmux-*/{boxes.socket_name}"):
                 subprocess.run(["tmux", "-S", str(sock), "kill-server"], capture_output=True, timeout=10, check=False)

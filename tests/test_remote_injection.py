@@ -27,13 +27,13 @@ from typing import Any
 
 import pytest
 from helpers_tmux import APPS, submitted
-from sshd import Sshd
+from sshd import Sshd, close_ssh_masters
 from test_mcp_fuzz import ODD_TEXT, TMUX_KEYS
 from test_realapps_dispatch import PROMPTS
 
 from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.dispatch import dispatch, heartbeat, list_pane_infos, wait_idle
-from gpu_preflight.tools.hosts import Host, add_host, call, close_master, list_hosts, make_host
+from gpu_preflight.tools.hosts import Host, call
 
 PAYLOADS = list(dict.fromkeys(TMUX_KEYS + ODD_TEXT + PROMPTS))
 SHELL = "exec env PS1='$ ' HISTFILE=/dev/null PROMPT_COMMAND= /bin/bash --norc --noprofile"
@@ -49,8 +49,7 @@ class Box:
         self.sshd, self.socket_name = sshd, socket_name
 
     def host(self) -> Host:
-        return add_host(make_host("box", "127.0.0.1", port=self.sshd.port, identity=str(self.sshd.client_key),
-                                  options=[f"UserKnownHostsFile={self.sshd.known_hosts}", "IdentitiesOnly=yes"]))
+        return self.sshd.register()
 
     def tmux(self, *args: str) -> str:
         done = call(self.host(), ["tmux", "-L", self.socket_name, *args], timeout_s=10)
@@ -89,8 +88,7 @@ def box(module_box: tuple[Sshd, str], tmp_path: Path, monkeypatch: pytest.Monkey
     made = Box(*module_box)
     made.host()
     yield made
-    for host in list_hosts():
-        close_master(host)
+    close_ssh_masters()
 
 
 def _wait_file(path: Path, timeout_s: float = 10.0) -> bytes:
@@ -242,5 +240,4 @@ def test_tui_link_cut_before_enter_is_unconfirmed_and_a_dead_box_is_refused(sshd
         assert submitted(log) == []  # the Enter never reached the reader
     finally:
         subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True, timeout=10, check=False)
-        for host in list_hosts():
-            close_master(host)
+        close_ssh_masters()

@@ -8,7 +8,6 @@ value below is computed from the lines the program printed (read back from the f
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -22,13 +21,12 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from sshd import Sshd
+from sshd import Sshd, close_ssh_masters
 
 from gpu_preflight.server.cli import main
 from gpu_preflight.tools.common.errors import PreflightError
-from gpu_preflight.tools.hosts import Host, add_host, call, close_master, list_hosts, make_host
+from gpu_preflight.tools.hosts import Host, call, close_master
 from gpu_preflight.tools.hosts.remotefile import RemoteFileUnreachable, read_remote
-from gpu_preflight.tools.hosts.ssh import control_dir
 
 SHELL = "exec env PS1='$ ' HISTFILE=/dev/null PROMPT_COMMAND= /bin/bash --norc --noprofile"
 STEPS = 40
@@ -77,8 +75,7 @@ def _start_box(name: str, key: Path, root: Path, factory: list[Sshd], socket_nam
     factory.append(srv)
     srv.trust()
     srv.start()
-    host = add_host(make_host(name, "127.0.0.1", port=srv.port, identity=str(srv.client_key),
-                              options=[f"UserKnownHostsFile={srv.known_hosts}", "IdentitiesOnly=yes"]))
+    host = srv.register(name)
     found = Box(host, srv, socket_name, tmpdir)
     found.tmux("-f", "/dev/null", "new-session", "-d", "-s", "box", "-x", "120", "-y", "30", "sleep 100000")
     return found
@@ -97,10 +94,7 @@ def box(ssh_client_key: Path, tmp_path: Path, sshd_factory: list[Sshd],
     try:
         yield found
     finally:
-        for each in list_hosts():
-            close_master(each)
-        with contextlib.suppress(OSError):
-            control_dir().rmdir()
+        close_ssh_masters()
         _kill_tmux(found)
 
 

@@ -21,10 +21,9 @@ import pytest
 from realapps.apps import RunningApp, start_app
 from realapps.install import ensure_installed, why_missing
 from realapps.model_server import ModelServer
-from sshd import Sshd
+from sshd import Sshd, close_ssh_masters
 
 from gpu_preflight.tools.dispatch import dispatch, heartbeat, list_pane_infos, wait_idle
-from gpu_preflight.tools.hosts import add_host, close_master, list_hosts, make_host
 
 APP = "claude"
 CLI = [sys.executable, "-m", "gpu_preflight.server"]
@@ -47,12 +46,10 @@ def agent(tmux_socket: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture
 def box(sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    add_host(make_host("box", "127.0.0.1", port=sshd.port, identity=str(sshd.client_key),
-                       options=[f"UserKnownHostsFile={sshd.known_hosts}", "IdentitiesOnly=yes"]))
+    sshd.register()
     monkeypatch.setenv("PREFLIGHT_REMOTE_STATE_DIR", str(tmp_path / "box-state"))
     yield "box"
-    for host in list_hosts():
-        close_master(host)
+    close_ssh_masters()
 
 
 def _settle(app: RunningApp) -> None:

@@ -37,7 +37,8 @@ def register(mcp: MCPServer) -> None:
     ) -> Annotated[CallToolResult, HostList]:
         """Register (or replace) an SSH host: destination [user@]host or ssh alias; options ssh -o K=V."""
         with tool_errors():
-            host = add_host(make_host(name, destination, port=port, identity=identity, options=options))
+            host = add_host(make_host(name, destination, port=port, identity=identity, options=options,
+                                      allow_commands=False))
             hosts = list_hosts()
         return result(HostList(hosts=hosts), f"added **{host.name}** ({host.destination})")
 

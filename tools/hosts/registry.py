@@ -44,6 +44,12 @@ MAX_OPTIONS = 20
 MANAGED_OPTIONS = frozenset({"batchmode", "controlmaster", "controlpath", "controlpersist"})
 """Set by the runner on every call: batch mode (never a password prompt hanging a tool call) and its
 multiplexed master connection (socket in the state directory)."""
+COMMAND_OPTIONS = frozenset({"proxycommand", "localcommand", "permitlocalcommand", "knownhostscommand",
+                             "pkcs11provider", "securitykeyprovider", "match", "include"})
+"""Options that make ``ssh`` run a local command or load a library. Taken from the account's owner (the CLI,
+the Python API, their ``~/.ssh/config``), never from an MCP caller: through ``hosts_add`` then ``hosts_check``
+a model or an HTTP client holding the token would otherwise run any command here, even under
+``serve --read-only``."""
 HOST_KEY_CHECKING = frozenset({"yes", "accept-new", "ask"})
 """``no``/``off`` would connect through a changed host key; ``ask`` behaves as ``yes`` in batch mode."""
 
@@ -69,7 +75,7 @@ def check_name(name: str, field: str = "name") -> str:
     return name
 
 
-def parse_option(text: str) -> tuple[str, str]:
+def parse_option(text: str, *, allow_commands: bool = True) -> tuple[str, str]:
     """``KEY=VALUE`` as ssh's ``-o`` takes it; the runner's own options and a lax host-key policy are refused.
 
     >>> parse_option("StrictHostKeyChecking=accept-new")
@@ -83,6 +89,11 @@ def parse_option(text: str) -> tuple[str, str]:
         raise PreflightError("option", text, "KEY=VALUE, an ssh_config keyword and a value on one line")
     if key.lower() in MANAGED_OPTIONS:
         raise PreflightError("option", text, "any ssh option but BatchMode and Control* (the runner sets those)")
+    if not allow_commands and key.lower() in COMMAND_OPTIONS:
+        raise PreflightError("option", text, "ssh options that run no local command (not ProxyCommand, LocalCommand, "
+                             "KnownHostsCommand, PKCS11Provider, SecurityKeyProvider)",
+                             "use ProxyJump, or put the command in your ~/.ssh/config, or register the host "
+                             "yourself from the command line")
     if key.lower() == "stricthostkeychecking" and value.lower() not in HOST_KEY_CHECKING:
         raise PreflightError("option", text, "StrictHostKeyChecking=yes, accept-new or ask",
                              "a changed host key is never accepted silently")
@@ -90,8 +101,11 @@ def parse_option(text: str) -> tuple[str, str]:
 
 
 def make_host(name: str, destination: str, *, port: int | None = None, identity: str | None = None,
-              options: list[str] | dict[str, str] | None = None) -> Host:
-    """Validate every field (each refusal names it) and build the :class:`Host`."""
+              options: list[str] | dict[str, str] | None = None, allow_commands: bool = True) -> Host:
+    """Validate every field (each refusal names it) and build the :class:`Host`.
+
+    ``allow_commands=False`` (MCP's ``hosts_add``) refuses the :data:`COMMAND_OPTIONS`.
+    """
     check_name(name)
     if not DESTINATION_RE.fullmatch(destination) or destination.startswith("-"):
         raise PreflightError("destination", destination, "[user@]host or an ssh config alias, not starting with '-'")
@@ -104,11 +118,12 @@ def make_host(name: str, destination: str, *, port: int | None = None, identity:
         identity = str(path.resolve())
     if options is not None and len(options) > MAX_OPTIONS:
         raise PreflightError("options", f"{len(options)} options", f"at most {MAX_OPTIONS}")
-    pairs = options.items() if isinstance(options, dict) else [parse_option(o) for o in options or []]
+    pairs = (options.items() if isinstance(options, dict)
+             else [parse_option(o, allow_commands=allow_commands) for o in options or []])
     parsed: dict[str, str] = {}
     for key, value in pairs:
         if isinstance(options, dict):
-            key, value = parse_option(f"{key}={value}")
+            key, value = parse_option(f"{key}={value}", allow_commands=allow_commands)
         parsed[key] = value
     return Host(name=name, destination=destination, port=port, identity=identity, options=parsed)
 
