@@ -7,6 +7,8 @@
 * A framework's own stated MFU on an architecture (torchtitan: 33% on H100) replaces its class figure there.
 * Eager attention writes and re-reads its score matrix (``n_heads x keys`` per token and layer, 11 passes plus
   dropout's): a memory-bound term over HBM bandwidth, 0 with flash/SDPA (issue 18, round 2).
+* LoRA's adapter paths stream each adapted matrix's input 6 times and its output 10 times per token (PEFT
+  ``lora.Linear``, forward and backward), so the target list changes speed (PEFT's L40S method comparison).
 """
 
 from __future__ import annotations
@@ -168,10 +170,10 @@ def test_small_micro_batches_wait_for_host_dispatch() -> None:
     tp = estimate_run(_qwen_lora(), "A100 SXM4").throughput
     terms = tp.step_time_terms_s
     assert terms is not None
-    gpu_per_micro = (terms.compute + terms.dequant + terms.eager_attention) / 8
+    gpu_per_micro = (terms.compute + terms.dequant + terms.eager_attention + terms.lora_adapters) / 8
     assert gpu_per_micro < 0.07778
     assert terms.host_dispatch == pytest.approx(8 * (0.07778 - gpu_per_micro), abs=2e-5)
-    total = terms.compute + terms.optimizer + terms.comm + terms.dequant + terms.eager_attention
+    total = terms.compute + terms.optimizer + terms.comm + terms.dequant + terms.eager_attention + terms.lora_adapters
     assert tp.step_time_s == pytest.approx(total + terms.host_dispatch + terms.fixed, abs=1e-4)
     # The measured 1.0 s per step: the step is now host-bound (> 0.6 s), where FLOPs alone said ~0.14 s.
     assert 0.6 < tp.step_time_s < 1.0
@@ -190,5 +192,41 @@ def test_torch_compile_fuses_the_dispatched_ops() -> None:
     tp = estimate_run(_qwen_lora(torch_compile=True), "A100 SXM4").throughput
     terms = tp.step_time_terms_s
     assert terms is not None
-    gpu_per_micro = (terms.compute + terms.dequant + terms.eager_attention) / 8
+    gpu_per_micro = (terms.compute + terms.dequant + terms.eager_attention + terms.lora_adapters) / 8
     assert terms.host_dispatch == pytest.approx(8 * (0.03746 - gpu_per_micro), abs=2e-5)
+
+
+LLAMA32_3B = {"name": "llama-3.2-3b"}
+L40S_BW = 864e9 * 0.8
+
+
+def _peft_lora(targets: list[str], rank: int) -> dict[str, object]:
+    """PEFT's MetaMathQA harness as ``bench/cases/published_peft.json`` maps it: 4 x 210 tokens per step, no
+    checkpointing, pure bf16."""
+    return spec(model=LLAMA32_3B, method="lora", lora_rank=rank, lora_targets=targets, seq_len=210, micro_batch=4,
+                precision="bf16", master_weights_fp32=False, attention="sdpa", framework="peft")
+
+
+def test_lora_adapter_paths_by_hand() -> None:
+    """Llama-3.2-3B (28 layers, hidden 3072, kv 1024, MLP 8192), 840 tokens per step on an L40S. q/v: (6 x 3072 +
+    10 x 3072) + (6 x 3072 + 10 x 1024) = 77,824 elements per token and layer; gate/up/down: 2 x (6 x 3072 + 10 x
+    8192) + (6 x 8192 + 10 x 3072) = 280,576. x 2 B x 28 layers x 840 tokens / 691.2 GB/s = 5.3 and 19.1 ms."""
+    qv = estimate_run(_peft_lora(["q_proj", "v_proj"], 64), "L40S").throughput
+    mlp = estimate_run(_peft_lora(["gate_proj", "up_proj", "down_proj"], 10), "L40S").throughput
+    assert qv.step_time_terms_s is not None and mlp.step_time_terms_s is not None
+    assert qv.step_time_terms_s.lora_adapters == pytest.approx(77_824 * 2 * 28 * 840 / L40S_BW, rel=1e-4)
+    assert mlp.step_time_terms_s.lora_adapters == pytest.approx(280_576 * 2 * 28 * 840 / L40S_BW, rel=1e-4)
+    full = estimate_run(spec(model=LLAMA32_3B, method="full", seq_len=210, micro_batch=4), "L40S").throughput
+    assert full.step_time_terms_s is not None and full.step_time_terms_s.lora_adapters == 0.0
+
+
+def test_mlp_adapters_are_slower_than_qv_adapters_as_measured() -> None:
+    """PEFT's method comparison on one L40S (bench/cases/published_peft.json): LoRA r10 on gate/up/down ran at
+    5,777 tokens/s, r64 on q/v at 6,659: 13 % slower with fewer trainable parameters. FLOPs alone put the MLP run
+    0.1 % faster; with the adapter paths it is 10 % slower."""
+    qv = estimate_run(_peft_lora(["q_proj", "v_proj"], 64), "L40S").throughput.tokens_per_s.base
+    mlp = estimate_run(_peft_lora(["gate_proj", "up_proj", "down_proj"], 10), "L40S").throughput.tokens_per_s.base
+    assert qv is not None and mlp is not None
+    measured_ratio = 5777.1 / 6659.2
+    assert mlp / qv < 0.92
+    assert mlp / qv == pytest.approx(measured_ratio, abs=0.05)

@@ -23,7 +23,7 @@ of counted dispatch) is Qwen v1's remote code, HF Trainer and autocast work not 
 
 from __future__ import annotations
 
-from gpu_preflight.tools.estimator.modelshape import ResolvedModel, layer_matrices
+from gpu_preflight.tools.estimator.modelshape import ResolvedModel, adapted_names, layer_matrices
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
 HOST_S_PER_OP = 10e-6
@@ -59,10 +59,7 @@ def adapted_matrices_per_layer(m: ResolvedModel, t: TrainingSpec) -> int:
     if t.method not in ("lora", "qlora"):
         return 0
     mats = layer_matrices(m)
-    targets = t.lora_targets
-    names = tuple(mats) if targets == "all_linear" else (
-        ("q_proj", "k_proj", "v_proj", "o_proj") if targets == "attention" else targets)
-    return sum(1 for n in names if n in mats)
+    return sum(1 for n in adapted_names(m, t.lora_targets) if n in mats)
 
 
 def forward_ops_per_layer(m: ResolvedModel, t: TrainingSpec) -> int:

@@ -1,4 +1,5 @@
-"""HBM traffic of the non-matmul work in a training step that grows with tokens: eager attention's score matrix.
+"""HBM traffic of the non-matmul work in a training step that grows with tokens: eager attention's score matrix
+and LoRA's adapter path.
 
 Why: the cold compute term is FLOPs / (peak x MFU), and the MFU priors come from stacks with fused attention
 (FlashAttention, SDPA), which never write the ``heads x keys`` score matrix to memory. Eager attention (HF's
@@ -34,11 +35,17 @@ Tried and not kept: a like term for the element-wise ops (norms, residual adds, 
 Llama-3.1-8B: 2.6-2.7e-4 element-wise bytes per FLOP). It narrowed llm-foundry's spread by hidden size (125M
 +21% -> +14%, 760M +14% -> +9%) but moved the trusted median only 11.7% -> 11.1%, the hold-out cases' median
 19.0% -> 19.8%, and pushed llm.c's fused-kernel GPT-2 124M out of the cold band (-16% -> -24%).
+
+LoRA's adapter path (:func:`lora_adapter_bytes_per_gpu`) is the same kind of work: each adapted matrix adds a
+rank-``r`` detour whose matmuls are tiny but whose element-wise kernels stream full ``in``- and ``out``-wide tensors,
+so its cost depends on which matrices are adapted, which FLOPs cannot say. PEFT's method comparison measured it on
+one L40S harness (``bench/cases/published_peft.json``): LoRA r10 on the MLP's three matrices ran 13 % slower than
+LoRA r64 on q/v (5,777 vs 6,659 tokens/s) with fewer trainable parameters; the FLOPs model put them within 0.1 %.
 """
 
 from __future__ import annotations
 
-from gpu_preflight.tools.estimator.modelshape import ResolvedModel
+from gpu_preflight.tools.estimator.modelshape import ResolvedModel, adapted_names, layer_matrices
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
 EAGER_SCORE_PASSES = 4.0 + 7.0
@@ -97,3 +104,48 @@ def eager_attention_bytes_per_gpu(t: TrainingSpec, m: ResolvedModel) -> float:
     tokens_per_gpu = t.compute_tokens_per_step / t.num_gpus
     return tokens_per_gpu * m.n_layers * m.n_heads * t.padded_seq_len * per_score
 
+
+
+LORA_IN_PASSES = 1.0 + 5.0
+"""Passes over an adapted matrix's input per token. Forward: ``lora_A`` reads ``x`` (1). Backward: ``lora_A``'s
+input gradient is written (1) and its weight gradient reads ``x`` again (1); the adapter's input gradient is added
+to the frozen path's (read 2, write 1). PEFT ``lora.Linear.forward``; dropout 0 (``nn.Identity``); the lower bound
+(``autocast_adapter_dtype``'s fp32 input cast is left out)."""
+LORA_OUT_PASSES = 6.0 + 4.0
+"""Passes over an adapted matrix's output per token. Forward: ``lora_B`` writes (1), ``* scaling`` reads and writes
+(2), ``result + ...`` reads two and writes one (3). Backward: the scaling multiply's gradient (2); ``lora_B``'s input
+and weight gradients each read the output gradient (2). The rank-``r`` intermediate is negligible."""
+LORA_RECOMPUTE_PASSES = (1.0, 6.0)
+"""Full activation checkpointing re-runs the adapter's forward: (input, output) passes."""
+
+
+def lora_adapter_bytes_per_token(t: TrainingSpec, m: ResolvedModel) -> float:
+    """HBM bytes per token one micro-batch moves through LoRA's adapter paths (0 for full training).
+
+    >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
+    >>> from gpu_preflight.tools.estimator.spec import ModelSpec, TrainingSpec
+    >>> m = resolve_model(ModelSpec(name="llama-3.2-3b"))
+    >>> t = TrainingSpec(seq_len=768, micro_batch=4, method="lora", lora_rank=32, lora_targets=["q_proj", "v_proj"])
+    >>> lora_adapter_bytes_per_token(t, m)  # (6 x 3072 + 10 x 3072) + (6 x 3072 + 10 x 1024), x 2 B x 28 layers
+    4358144.0
+    >>> mlp = t.model_copy(update={"lora_targets": ("gate_proj", "up_proj", "down_proj")})
+    >>> round(lora_adapter_bytes_per_token(mlp, m) / lora_adapter_bytes_per_token(t, m), 2)
+    3.61
+    """
+    if t.method not in ("lora", "qlora"):
+        return 0.0
+    passes_in, passes_out = LORA_IN_PASSES, LORA_OUT_PASSES
+    if t.activation_checkpointing is True:
+        passes_in, passes_out = passes_in + LORA_RECOMPUTE_PASSES[0], passes_out + LORA_RECOMPUTE_PASSES[1]
+    mats = layer_matrices(m)
+    names = adapted_names(m, t.lora_targets)
+    per_layer = sum(passes_in * mats[n][0] + passes_out * mats[n][1] for n in names if n in mats)
+    head = passes_in * m.hidden_size + passes_out * m.vocab_size if "lm_head" in names else 0.0
+    elem = 4.0 if t.precision == "fp32" else 2.0
+    return (per_layer * m.n_layers + head) * elem
+
+
+def lora_adapter_bytes_per_gpu(t: TrainingSpec, m: ResolvedModel) -> float:
+    """HBM bytes one GPU moves per optimizer step through LoRA's adapter paths: per token times the step's computed
+    tokens over the data-parallel GPUs."""
+    return lora_adapter_bytes_per_token(t, m) * t.compute_tokens_per_step / t.num_gpus

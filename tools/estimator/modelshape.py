@@ -295,6 +295,20 @@ def layer_matrices(m: ResolvedModel) -> dict[str, tuple[int, int]]:
     return mats
 
 
+def adapted_names(m: ResolvedModel, targets: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The module names a LoRA ``targets`` value adapts: every layer matrix for ``all_linear``, q/k/v/o for
+    ``attention``, else the list as given (``lm_head`` included when named).
+
+    >>> adapted_names(resolve_model(ModelSpec(name="llama-3.1-8b")), "attention")
+    ('q_proj', 'k_proj', 'v_proj', 'o_proj')
+    """
+    if targets == "all_linear":
+        return tuple(layer_matrices(m))
+    if targets == "attention":
+        return ("q_proj", "k_proj", "v_proj", "o_proj")
+    return tuple(targets)
+
+
 def lora_trainable_params(m: ResolvedModel, rank: int, targets: str | tuple[str, ...]) -> int:
     """LoRA adds ``rank * (in + out)`` per adapted matrix (PEFT): ``all_linear`` adapts every layer matrix
     (PEFT's ``all-linear`` leaves the LM head out), ``attention`` q/k/v/o, a list the modules named, where
@@ -305,8 +319,7 @@ def lora_trainable_params(m: ResolvedModel, rank: int, targets: str | tuple[str,
     6815744
     """
     mats = layer_matrices(m)
-    names = {"all_linear": tuple(mats), "attention": ("q_proj", "k_proj", "v_proj", "o_proj")}.get(
-        targets, targets) if isinstance(targets, str) else targets
+    names = adapted_names(m, targets)
     missing = [n for n in names if n != "lm_head" and n not in mats]
     if missing:
         raise PreflightError("spec.training.lora_targets", list(names),

@@ -7,7 +7,8 @@ data loader, Python and kernel launches. None of these grows with the batch, so 
 model on one 48 GB card with under 1,000 tokens per optimizer step ran at 0.36 s/step where FLOPs
 alone said 0.15 s (issue 18). The step is modelled as::
 
-    step_s = compute_s + optimizer_s + comm_s + dequant_s + eager_attention_s + host_dispatch_s + fixed_s
+    step_s = compute_s + optimizer_s + comm_s + dequant_s + eager_attention_s + lora_adapters_s + host_dispatch_s
+             + fixed_s
 
 * ``optimizer_s``: HBM bytes the update, clipping and (fp16) unscaling move per trainable parameter,
   times the parameters this GPU updates, over ``hbm_bw_gbps x HBM_ACHIEVED_FRACTION``. These are
@@ -18,9 +19,11 @@ alone said 0.15 s (issue 18). The step is modelled as::
   them (:func:`dequant_time_s`), memory-bound like the optimizer; 0 for other methods.
 * ``eager_attention_s``: eager attention's score matrices written and read back, forward and backward
   (:mod:`.memory_traffic`), memory-bound; 0 with FlashAttention/SDPA.
+* ``lora_adapters_s``: LoRA's adapter paths stream each adapted matrix's input and output several times per token
+  (:func:`.memory_traffic.lora_adapter_bytes_per_gpu`), memory-bound; it is why the target list changes speed.
 * ``host_dispatch_s``: eager PyTorch issues every operator from the host; when a micro-batch's GPU work
-  (compute + dequant + eager attention) is shorter than the host's ``ops x 10 us``, the GPU waits for the host and
-  a micro-batch takes the host's time (:mod:`.host_dispatch`). This term is that wait, 0 for large micro-batches.
+  (compute + dequant + eager attention + adapters) is shorter than the host's ``ops x 10 us``, the GPU waits for the
+  host and a micro-batch takes the host's time (:mod:`.host_dispatch`). This term is that wait, 0 for large ones.
 * ``fixed_s``: :data:`FIXED_STEP_S`.
 
 Each term is in the throughput result (``step_time_terms_s``) so a probe can be compared term by term.
@@ -33,7 +36,7 @@ from pydantic import BaseModel, Field
 from gpu_preflight.tools.estimator.catalogue import ResolvedGpu, lookup_gpu
 from gpu_preflight.tools.estimator.host_dispatch import host_dispatch_s, host_time_per_micro_batch_s
 from gpu_preflight.tools.estimator.memory_knobs import QUANT_BYTES_PER_PARAM
-from gpu_preflight.tools.estimator.memory_traffic import eager_attention_bytes_per_gpu
+from gpu_preflight.tools.estimator.memory_traffic import eager_attention_bytes_per_gpu, lora_adapter_bytes_per_gpu
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel, muon_share, newton_schulz_flops
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
@@ -300,6 +303,7 @@ class StepTimeTerms(BaseModel):
     comm: float = Field(description="Data-parallel collectives not hidden behind compute.")
     dequant: float = Field(default=0.0, description="QLoRA: 4-bit base weights dequantized per micro-batch pass.")
     eager_attention: float = Field(default=0.0, description="Eager attention's score matrices over HBM bandwidth.")
+    lora_adapters: float = Field(default=0.0, description="LoRA adapter paths' element-wise traffic over HBM.")
     host_dispatch: float = Field(
         default=0.0, description="Host operator dispatch the GPU waits for (eager PyTorch, small micro-batches).")
     fixed: float = Field(description="Data loader, scheduler and logging per step.")
@@ -315,10 +319,13 @@ def step_time_terms(t: TrainingSpec, gpu: ResolvedGpu, m: ResolvedModel, params_
     opt = optimizer_time_s(t, gpu, params_trainable, share) + ns
     comm, link = comm_time_s(t, gpu, m.params_total, params_trainable, compute_s)
     dequant = dequant_time_s(t, gpu, m)
-    eager = eager_attention_bytes_per_gpu(t, m) / (gpu.hbm_bw_gbps * 1e9 * HBM_ACHIEVED_FRACTION)
-    host = host_dispatch_s(m, t, compute_s + dequant + eager)
+    hbm_bytes_per_s = gpu.hbm_bw_gbps * 1e9 * HBM_ACHIEVED_FRACTION
+    eager = eager_attention_bytes_per_gpu(t, m) / hbm_bytes_per_s
+    adapters = lora_adapter_bytes_per_gpu(t, m) / hbm_bytes_per_s
+    host = host_dispatch_s(m, t, compute_s + dequant + eager + adapters)
     terms = StepTimeTerms(compute=round(compute_s, 6), optimizer=round(opt, 6), comm=round(comm, 6),
-                          dequant=round(dequant, 6), eager_attention=round(eager, 6), host_dispatch=round(host, 6),
+                          dequant=round(dequant, 6), eager_attention=round(eager, 6), lora_adapters=round(adapters, 6),
+                          host_dispatch=round(host, 6),
                           fixed=FIXED_STEP_S, comm_link=link)
     impl = f"/{t.optimizer_impl}" if t.optimizer in ("adamw", "lion", "muon") else ""
     opt_note = ("optimizer offloaded to CPU (not modelled)" if t.offload != "none" else
@@ -329,7 +336,8 @@ def step_time_terms(t: TrainingSpec, gpu: ResolvedGpu, m: ResolvedModel, params_
     deq_note = (f"; 4-bit dequant {dequant_passes(t)} passes x {quantized_params(m, t) / 1e9:.3g}e9 weights"
                 if dequant else "")
     eager_note = f"; eager attention scores {eager * 1000:.3g} ms" if eager else ""
+    eager_note += f"; LoRA adapter paths {adapters * 1000:.3g} ms" if adapters else ""
     host_note = (f"; host-bound: {host_time_per_micro_batch_s(m, t) * 1000:.3g} ms of operator dispatch per "
                  f"micro-batch, {host * 1000:.3g} ms per step not hidden" if host else "")
     note = f"step terms: {opt_note}; comm {link}{deq_note}{eager_note}{host_note}; fixed {FIXED_STEP_S * 1000:g} ms"
-    return terms, compute_s + opt + comm + dequant + eager + host + FIXED_STEP_S, note
+    return terms, compute_s + opt + comm + dequant + eager + adapters + host + FIXED_STEP_S, note
