@@ -106,11 +106,12 @@ def test_three_small_step_runs_within_thirty_percent(scored_rows: list[Any]) -> 
     Before the step had its optimizer, adapter and host terms, PEFT's ~840-token full fine-tune of Llama-3.2-3B
     on an L40S came out +141 % (FLOPs alone). Tokens per step are the spec's own (micro-batch x accumulation x
     tokens per sample x GPUs)."""
+    accuracy = _load_accuracy()
     small = []
     for case, row in zip(PUBLISHED, scored_rows, strict=True):
         if row.kind != "throughput" or row.suspect:
             continue
-        tokens = parse_spec(_load_accuracy().spec_of(case)).training.tokens_per_step
+        tokens = parse_spec(accuracy.spec_of(case)).training.tokens_per_step
         if tokens < 2000:
             small.append((case["id"], tokens, round(row.err(row.ours), 1)))
     within = [s for s in small if abs(s[2]) <= 30.0]

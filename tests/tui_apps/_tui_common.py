@@ -198,3 +198,12 @@ def split_pastes(chunk: str) -> list[tuple[bool, str]]:
         parts.append((True, rest[start + len(PASTE_START) : end]))
         rest = rest[end + len(PASTE_END) :]
     return parts
+
+
+def run_main(app: type[App], description: str) -> int:
+    """Each stand-in's entry point: parse the shared flags, run ``app``, exit with its status."""
+    args = base_parser(description).parse_args()
+    try:
+        return app(args).run()
+    except SystemExit as exc:
+        return int(exc.code or 0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from _tui_common import ESC_SEQ, App, base_parser, split_pastes
+from _tui_common import ESC_SEQ, App, run_main, split_pastes
 
 BURST_CHAR_INTERVAL_S = 0.008
 BURST_MIN_CHARS = 3
@@ -52,11 +52,7 @@ class CodexLike(App):
 
 
 def main() -> int:
-    args = base_parser(__doc__ or "").parse_args()
-    try:
-        return CodexLike(args).run()
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    return run_main(CodexLike, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from _tui_common import ESC_SEQ, App, base_parser, split_pastes
+from _tui_common import ESC_SEQ, App, run_main, split_pastes
 
 
 class InkLike(App):
@@ -32,11 +32,7 @@ class InkLike(App):
 
 
 def main() -> int:
-    args = base_parser(__doc__ or "").parse_args()
-    try:
-        return InkLike(args).run()
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    return run_main(InkLike, __doc__ or "")
 
 
 if __name__ == "__main__":

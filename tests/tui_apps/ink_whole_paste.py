@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from _tui_common import PASTE_END, PASTE_START, base_parser
+from _tui_common import PASTE_END, PASTE_START, run_main
 from ink_like import InkLike
 
 
@@ -27,11 +27,7 @@ class WholePaste(InkLike):
 
 
 def main() -> int:
-    args = base_parser(__doc__ or "").parse_args()
-    try:
-        return WholePaste(args).run()
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    return run_main(WholePaste, __doc__ or "")
 
 
 if __name__ == "__main__":

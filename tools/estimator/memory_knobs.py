@@ -6,7 +6,7 @@ arithmetic on the resolved shape and the training spec.
 
 from __future__ import annotations
 
-from gpu_preflight.tools.estimator.modelshape import ResolvedModel
+from gpu_preflight.tools.estimator.modelshape import ResolvedModel, adapted_names
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
 QUANT_BYTES_PER_PARAM = {
@@ -159,7 +159,7 @@ def frozen_unsaved_bytes_per_token(m: ResolvedModel, t: TrainingSpec) -> float:
     """
     if t.method == "full" or t.lora_targets == "all_linear" or (t.method == "qlora" and t.quant_saves_input):
         return 0.0
-    names = {"q_proj", "k_proj", "v_proj", "o_proj"} if t.lora_targets == "attention" else set(t.lora_targets)
+    names = set(adapted_names(m, t.lora_targets))
     elem = 4 if t.precision == "fp32" or fp32_stream(t) else 2
     unsaved = 0
     if not names & {"q_proj", "k_proj", "v_proj"}:

@@ -336,8 +336,9 @@ def step_time_terms(t: TrainingSpec, gpu: ResolvedGpu, m: ResolvedModel, params_
     deq_note = (f"; 4-bit dequant {dequant_passes(t)} passes x {quantized_params(m, t) / 1e9:.3g}e9 weights"
                 if dequant else "")
     eager_note = f"; eager attention scores {eager * 1000:.3g} ms" if eager else ""
-    eager_note += f"; LoRA adapter paths {adapters * 1000:.3g} ms" if adapters else ""
+    adapter_note = f"; LoRA adapter paths {adapters * 1000:.3g} ms" if adapters else ""
     host_note = (f"; host-bound: {host_time_per_micro_batch_s(m, t) * 1000:.3g} ms of operator dispatch per "
                  f"micro-batch, {host * 1000:.3g} ms per step not hidden" if host else "")
-    note = f"step terms: {opt_note}; comm {link}{deq_note}{eager_note}{host_note}; fixed {FIXED_STEP_S * 1000:g} ms"
+    note = (f"step terms: {opt_note}; comm {link}{deq_note}{eager_note}{adapter_note}{host_note}; "
+            f"fixed {FIXED_STEP_S * 1000:g} ms")
     return terms, compute_s + opt + comm + dequant + eager + adapters + host + FIXED_STEP_S, note
