@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from helpers_tmux import TmuxTestServer, retry_until
+from helpers_torch import torch_python
 
 from gpu_preflight.checklist import record_evidence
 from gpu_preflight.checklist.engine import start_checklist
@@ -36,16 +37,7 @@ SPEC: dict[str, Any] = {
 }
 
 
-def _torch_python() -> tuple[str | None, str]:
-    named = os.environ.get("PREFLIGHT_TORCH_PYTHON")
-    for python in ([named] if named else []) + [sys.executable]:
-        probe = subprocess.run([python, "-c", "import torch, transformers"], capture_output=True, timeout=120)
-        if probe.returncode == 0:
-            return python, ""
-    return None, "no Python with torch and transformers (set PREFLIGHT_TORCH_PYTHON to a throwaway venv's python)"
-
-
-PYTHON, WHY = _torch_python() if (PROGRAMS / "train_nano.py").is_file() else (None, f"{PROGRAMS} is absent")
+PYTHON, WHY = torch_python() if (PROGRAMS / "train_nano.py").is_file() else (None, f"{PROGRAMS} is absent")
 pytestmark = pytest.mark.skipif(PYTHON is None, reason=WHY)
 
 

@@ -46,6 +46,7 @@ class FrameworkDefaults(BaseModel):
     attention: Literal["sdpa", "flash", "eager"] | None = None
     kbit_upcast_fp32: bool | None = None
     quant_saves_input: bool | None = None
+    lora_adapter_dtype: Literal["fp32", "base"] | None = None
 
 
 class FrameworkRow(BaseModel):

@@ -32,6 +32,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from gpu_preflight.tools.estimator.memory_knobs import (
+    adapter_copy_bytes_per_token,
     eval_transient_bytes,
     fp32_stream,
     frozen_unsaved_bytes_per_token,
@@ -114,6 +115,12 @@ class GpuMemoryFit(BaseModel):
 
 def _half(training: TrainingSpec) -> bool:
     return training.precision in ("bf16", "fp16", "fp8")  # fp8: float8 matmuls on bf16 tensors
+
+
+def _fp32_adapters(t: TrainingSpec) -> bool:
+    """LoRA/QLoRA adapters held in fp32 (``lora_adapter_dtype``): their weights, gradients and optimizer states
+    are fp32 whatever the base precision (PEFT's ``cast_adapter_dtype``)."""
+    return t.method != "full" and t.lora_adapter_dtype == "fp32"
 
 
 def _half_activations(t: TrainingSpec) -> bool:
@@ -206,9 +213,11 @@ override ``compute_loss``; not read, so they keep 14."""
 
 def activations_bytes(m: ResolvedModel, t: TrainingSpec) -> float:
     """All saved activations of one micro-batch on one GPU (ZeRO/FSDP do not shard activations); LoRA/QLoRA
-    keep no input of a frozen, adapter-less linear (:func:`.memory_knobs.frozen_unsaved_bytes_per_token`)."""
+    keep no input of a frozen, adapter-less linear (:func:`.memory_knobs.frozen_unsaved_bytes_per_token`), and fp32
+    adapters keep their own copy of each adapted input (:func:`.memory_knobs.adapter_copy_bytes_per_token`)."""
     tokens = t.micro_batch * t.seq_len
-    per_layer = activation_bytes_per_token_per_layer(m, t) - frozen_unsaved_bytes_per_token(m, t)
+    per_layer = (activation_bytes_per_token_per_layer(m, t) - frozen_unsaved_bytes_per_token(m, t)
+                 + adapter_copy_bytes_per_token(m, t))
     if t.activation_checkpointing == "selective":
         return tokens * m.n_layers * per_layer * SELECTIVE_AC_KEEP
     if t.activation_checkpointing:
@@ -240,7 +249,7 @@ def _optimizer_bytes_per_param(t: TrainingSpec, m: ResolvedModel) -> float:
     moments (paged: the same bytes, in CUDA unified memory the driver may evict to the host under pressure,
     which this does not count on); Muon one momentum (``zeros_like(grad)``, KellerJordan/Muon) on the layers'
     matrices and AdamW's two moments on the rest (embeddings, head, norms)."""
-    state = 4 if (t.precision == "fp32" or t.master_weights_fp32) else 2
+    state = 4 if (t.precision == "fp32" or t.master_weights_fp32 or _fp32_adapters(t)) else 2
     if t.optimizer == "adamw":
         return 2 * state
     if t.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
@@ -271,15 +280,16 @@ def estimate_gpu_memory(
         weights = float(p_total * wbytes)
         frozen = 0.0
     else:
-        weights = p_train * wbytes  # adapter working copies
+        weights = p_train * (4 if _fp32_adapters(t) else wbytes)  # adapter working copies
         frozen = qlora_frozen_bytes(m, t, wbytes) if t.method == "qlora" else float(p_total * wbytes)
-    mixed = half and t.master_weights_fp32
+    mixed = half and t.master_weights_fp32 and not _fp32_adapters(t)  # fp32 adapters are their own masters
     master = p_train * 4.0 if mixed else 0.0
-    grads = p_train * (4.0 if (mixed or not half) else 2.0)
+    fp32_grads = mixed or not half or _fp32_adapters(t)
+    grads = p_train * (4.0 if fp32_grads else 2.0)
     optimizer = p_train * _optimizer_bytes_per_param(t, m)
     foreach = t.optimizer in ("adamw", "muon") and t.optimizer_impl == "foreach" and not t.optimizer_in_backward
     adam_share = 1 - muon_share(m) if t.optimizer == "muon" else 1.0  # Muon's AdamW part only
-    transient = p_train * adam_share * (4 if (mixed or not half) else 2) if foreach else 0.0
+    transient = p_train * adam_share * (4 if fp32_grads else 2) if foreach else 0.0
 
     # Sharding over data-parallel ranks.
     if shard in ("zero1",):

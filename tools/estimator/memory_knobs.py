@@ -6,7 +6,9 @@ arithmetic on the resolved shape and the training spec.
 
 from __future__ import annotations
 
-from gpu_preflight.tools.estimator.modelshape import ResolvedModel, adapted_names
+from typing import Literal
+
+from gpu_preflight.tools.estimator.modelshape import ResolvedModel, adapted_names, layer_matrices
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
 QUANT_BYTES_PER_PARAM = {
@@ -135,9 +137,46 @@ def eval_transient_bytes(m: ResolvedModel, t: TrainingSpec, per_layer_token_byte
     return tokens * per_layer_token_bytes + tokens * m.vocab_size * loss_bytes_per_logit
 
 
+def adapter_cast(t: TrainingSpec) -> Literal["", "pure", "amp"]:
+    """How fp32 LoRA adapters (``lora_adapter_dtype = "fp32"``) meet a half-precision stream: ``pure`` on half
+    weights without autocast, ``amp`` under autocast (``master_weights_fp32``), ``""`` where nothing is cast
+    (base-dtype adapters, fp32 training, QLoRA's fp32 stream, full training).
+
+    Why it matters: PEFT's ``lora.Linear.forward`` runs ``x = self._cast_input_dtype(x, lora_A.weight.dtype)``
+    (peft@5d602fdb src/peft/tuners/lora/layer.py#L1061), so each adapted matrix makes its own fp32 copy of its
+    input, and ``lora_A`` keeps that copy (or, under autocast, autocast's bf16 re-cast of it) for its weight
+    gradient instead of the shared half input.
+    """
+    if t.method not in ("lora", "qlora") or t.lora_adapter_dtype != "fp32" or t.precision == "fp32":
+        return ""
+    if fp32_stream(t):
+        return ""
+    return "amp" if t.master_weights_fp32 else "pure"
+
+
+def adapter_copy_bytes_per_token(m: ResolvedModel, t: TrainingSpec) -> float:
+    """Per token and layer: the input copies fp32 adapters keep for backward, one per adapted matrix (4 B per
+    input element on half weights, 2 B for autocast's re-cast); 0 where :func:`adapter_cast` casts nothing.
+
+    >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
+    >>> from gpu_preflight.tools.estimator.spec import ModelSpec
+    >>> m = resolve_model(ModelSpec(name="llama-3.2-3b"))
+    >>> t = TrainingSpec(method="lora", lora_rank=64, lora_targets=["q_proj", "v_proj"], seq_len=768, micro_batch=4,
+    ...     master_weights_fp32=False, lora_adapter_dtype="fp32")
+    >>> adapter_copy_bytes_per_token(m, t)  # 2 x 3072 x 4 B
+    24576.0
+    """
+    cast = adapter_cast(t)
+    if not cast:
+        return 0.0
+    mats = layer_matrices(m)
+    elem = 4 if cast == "pure" else 2
+    return float(sum(mats[n][0] for n in adapted_names(m, t.lora_targets) if n in mats) * elem)
+
+
 def frozen_unsaved_bytes_per_token(m: ResolvedModel, t: TrainingSpec) -> float:
     """Per token and layer: linear inputs that LoRA/QLoRA never save, because the weight that reads them is
-    frozen and carries no adapter.
+    frozen and carries no adapter, or its fp32 adapter keeps a copy of its own (:func:`adapter_copy_bytes_per_token`).
 
     Why: autograd saves an input for backward only if a gradient that uses it will be computed. ``mm`` keeps
     its left operand for the weight's gradient alone, and PyTorch's codegen guards that save with
@@ -156,16 +195,20 @@ def frozen_unsaved_bytes_per_token(m: ResolvedModel, t: TrainingSpec) -> float:
     >>> t = TrainingSpec(method="lora", lora_rank=32, lora_targets=["q_proj", "v_proj"], seq_len=768, micro_batch=4)
     >>> frozen_unsaved_bytes_per_token(m, t)  # (3072 + 8192) x 2 B: the MLP norm output and down_proj's input
     22528.0
+    >>> frozen_unsaved_bytes_per_token(m, t.model_copy(update={"lora_adapter_dtype": "fp32",
+    ...     "master_weights_fp32": False}))  # fp32 adapters keep their own copies: no half input is kept
+    28672.0
     """
-    if t.method == "full" or t.lora_targets == "all_linear" or (t.method == "qlora" and t.quant_saves_input):
+    if t.method == "full" or (t.method == "qlora" and t.quant_saves_input):
         return 0.0
     names = set(adapted_names(m, t.lora_targets))
+    cast = bool(adapter_cast(t))  # lora_A keeps its own (fp32) copy, not the shared half input
     elem = 4 if t.precision == "fp32" or fp32_stream(t) else 2
     unsaved = 0
-    if not names & {"q_proj", "k_proj", "v_proj"}:
+    if cast or not names & {"q_proj", "k_proj", "v_proj"}:
         unsaved += m.hidden_size
-    if not names & {"gate_proj", "up_proj"}:
+    if cast or not names & {"gate_proj", "up_proj"}:
         unsaved += m.hidden_size
-    if "down_proj" not in names:
+    if cast or "down_proj" not in names:
         unsaved += m.intermediate_size
     return float(unsaved * elem)

@@ -45,6 +45,7 @@ LoRA r64 on q/v (5,777 vs 6,659 tokens/s) with fewer trainable parameters; the F
 
 from __future__ import annotations
 
+from gpu_preflight.tools.estimator.memory_knobs import adapter_cast, fp32_stream
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel, adapted_names, layer_matrices
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
@@ -117,6 +118,20 @@ LORA_OUT_PASSES = 6.0 + 4.0
 and weight gradients each read the output gradient (2). The rank-``r`` intermediate is negligible."""
 LORA_RECOMPUTE_PASSES = (1.0, 6.0)
 """Full activation checkpointing re-runs the adapter's forward: (input, output) passes."""
+LORA_CAST_BYTES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "pure": ((30.0, 56.0), (10.0, 28.0)),
+    "amp": ((36.0, 20.0), (14.0, 12.0)),
+}
+"""fp32 adapters on a half stream (:func:`.memory_knobs.adapter_cast`): bytes per (input, output) element per token,
+then what full checkpointing re-runs. Counted from PEFT's ``lora.Linear.forward`` (``x.to(fp32)``, ``lora_B(lora_A(x))
+* scaling``, ``result + ...``, ``result.to(torch_result_dtype)``) and each op's backward, dropout 0.
+
+* ``pure`` (half weights, no autocast): forward input 2 + 4 (the cast) + 4 (``lora_A`` reads it) = 10; output 4
+  (``lora_B`` writes fp32) + 8 (scaling) + 2 + 4 + 4 (the add promotes to fp32) + 4 + 2 (back to half) = 28.
+  Backward input 4 + 4 (``lora_A``'s two gradients) + 6 (the cast's) + 6 (added to the frozen path's) = 20;
+  output 6 + 6 (the casts') + 8 (scaling) + 8 (``lora_B``'s two gradients) = 28.
+* ``amp`` (autocast re-casts the fp32 copy to bf16 for ``lora_A``, so the rest stays half): forward input 6 + 6 + 2
+  = 14, output 12 as in the half path; backward input 2 + 2 + 6 + 6 + 6 = 22, output 8."""
 
 
 def lora_adapter_bytes_per_token(t: TrainingSpec, m: ResolvedModel) -> float:
@@ -131,18 +146,26 @@ def lora_adapter_bytes_per_token(t: TrainingSpec, m: ResolvedModel) -> float:
     >>> mlp = t.model_copy(update={"lora_targets": ("gate_proj", "up_proj", "down_proj")})
     >>> round(lora_adapter_bytes_per_token(mlp, m) / lora_adapter_bytes_per_token(t, m), 2)
     3.61
+    >>> fp32 = t.model_copy(update={"lora_adapter_dtype": "fp32", "master_weights_fp32": False})
+    >>> lora_adapter_bytes_per_token(fp32, m)  # (30 x 3072 + 56 x 3072) + (30 x 3072 + 56 x 1024), x 28 layers
+    11583488.0
     """
     if t.method not in ("lora", "qlora"):
         return 0.0
-    passes_in, passes_out = LORA_IN_PASSES, LORA_OUT_PASSES
+    cast = adapter_cast(t)
+    if cast:
+        (b_in, b_out), (re_in, re_out) = LORA_CAST_BYTES[cast]
+    else:
+        elem = 4.0 if t.precision == "fp32" or fp32_stream(t) else 2.0
+        b_in, b_out = LORA_IN_PASSES * elem, LORA_OUT_PASSES * elem
+        re_in, re_out = LORA_RECOMPUTE_PASSES[0] * elem, LORA_RECOMPUTE_PASSES[1] * elem
     if t.activation_checkpointing is True:
-        passes_in, passes_out = passes_in + LORA_RECOMPUTE_PASSES[0], passes_out + LORA_RECOMPUTE_PASSES[1]
+        b_in, b_out = b_in + re_in, b_out + re_out
     mats = layer_matrices(m)
     names = adapted_names(m, t.lora_targets)
-    per_layer = sum(passes_in * mats[n][0] + passes_out * mats[n][1] for n in names if n in mats)
-    head = passes_in * m.hidden_size + passes_out * m.vocab_size if "lm_head" in names else 0.0
-    elem = 4.0 if t.precision == "fp32" else 2.0
-    return (per_layer * m.n_layers + head) * elem
+    per_layer = sum(b_in * mats[n][0] + b_out * mats[n][1] for n in names if n in mats)
+    head = b_in * m.hidden_size + b_out * m.vocab_size if "lm_head" in names else 0.0
+    return per_layer * m.n_layers + head
 
 
 def lora_adapter_bytes_per_gpu(t: TrainingSpec, m: ResolvedModel) -> float:

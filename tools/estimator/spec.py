@@ -147,6 +147,10 @@ class TrainingSpec(_Strict):
     quant_saves_input: bool = Field(
         default=False, description="qlora: the 4-bit matmul keeps its input for backward (bitsandbytes < 0.43.2; "
         "framework litgpt: true, it pins 0.42.0).")
+    lora_adapter_dtype: Literal["fp32", "base"] = Field(
+        default="base", description="lora/qlora adapters' dtype. fp32: PEFT >= 0.12 upcasts them "
+        "(autocast_adapter_dtype; framework peft, hf_trainer, trl, axolotl, llama_factory: fp32), each adapted "
+        "input is cast and kept in fp32; base: the model's dtype (torchtune, litgpt).")
     lora_targets: Literal["all_linear", "attention"] | tuple[LoraModule, ...] = Field(
         default="all_linear",
         description='all_linear (every layer matrix, no lm_head), attention (q/k/v/o), or module names, e.g. '

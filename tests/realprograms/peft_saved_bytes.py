@@ -1,0 +1,55 @@
+"""Bytes autograd keeps for backward per token in one decoder layer of a tiny Llama under real PEFT LoRA.
+
+Run with a Python that has torch, transformers and peft (tests/test_lora_adapter_dtype_real.py passes it
+``PREFLIGHT_TORCH_PYTHON``). Prints one JSON object: for each case, the saved bytes per token, parameters
+excluded (counted once per storage, the way the caching allocator holds them).
+
+argv: hidden intermediate tokens rank, then one or more cases ``targets:adapter:amp``, e.g.
+``q_proj,v_proj:fp32:0`` (adapter fp32 or base, amp 0 or 1). Prints a JSON list, one figure per case.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+def saved_bytes_per_token(hidden: int, inter: int, tokens: int, rank: int, targets: list[str],
+                          fp32_adapters: bool, amp: bool) -> float:
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=hidden, intermediate_size=inter, num_hidden_layers=1, num_attention_heads=4,
+                      num_key_value_heads=4, vocab_size=256, attn_implementation="sdpa")
+    model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+    model = get_peft_model(model, LoraConfig(r=rank, target_modules=targets, lora_dropout=0.0),
+                           autocast_adapter_dtype=fp32_adapters)
+    inner = model.base_model.model.model
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    hid = torch.randn(1, tokens, hidden, dtype=torch.bfloat16, requires_grad=True)
+    rotary = inner.rotary_emb(hid, torch.arange(tokens)[None])
+    with (torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+          torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)):
+        inner.layers[0](hid, position_embeddings=rotary, attention_mask=None)
+    seen.pop(hid.untyped_storage().data_ptr(), None)  # the layer's input belongs to the layer before
+    return sum(seen.values()) / tokens
+
+
+if __name__ == "__main__":
+    hidden, inter, tokens, rank = (int(a) for a in sys.argv[1:5])
+    figures = []
+    for case in sys.argv[5:]:
+        targets, adapter, amp = case.split(":")
+        figures.append(saved_bytes_per_token(hidden, inter, tokens, rank, targets.split(","), adapter == "fp32",
+                                             amp == "1"))
+    print(json.dumps(figures))
