@@ -38,7 +38,8 @@ Llama-3.1-8B: 2.6-2.7e-4 element-wise bytes per FLOP). It narrowed llm-foundry's
 
 LoRA's adapter path (:func:`lora_adapter_bytes_per_gpu`) is the same kind of work: each adapted matrix adds a
 rank-``r`` detour whose matmuls are tiny but whose element-wise kernels stream full ``in``- and ``out``-wide tensors,
-so its cost depends on which matrices are adapted, which FLOPs cannot say. PEFT's method comparison measured it on
+so its cost depends on which matrices are adapted (and on their dtype: PEFT's fp32 adapters cast every adapted
+input), which FLOPs cannot say. PEFT's method comparison measured it on
 one L40S harness (``bench/cases/published_peft.json``): LoRA r10 on the MLP's three matrices ran 13 % slower than
 LoRA r64 on q/v (5,777 vs 6,659 tokens/s) with fewer trainable parameters; the FLOPs model put them within 0.1 %.
 """
@@ -110,8 +111,8 @@ def eager_attention_bytes_per_gpu(t: TrainingSpec, m: ResolvedModel) -> float:
 LORA_IN_PASSES = 1.0 + 5.0
 """Passes over an adapted matrix's input per token. Forward: ``lora_A`` reads ``x`` (1). Backward: ``lora_A``'s
 input gradient is written (1) and its weight gradient reads ``x`` again (1); the adapter's input gradient is added
-to the frozen path's (read 2, write 1). PEFT ``lora.Linear.forward``; dropout 0 (``nn.Identity``); the lower bound
-(``autocast_adapter_dtype``'s fp32 input cast is left out)."""
+to the frozen path's (read 2, write 1). PEFT ``lora.Linear.forward``; dropout 0 (``nn.Identity``); adapters in the
+model's dtype (``lora_adapter_dtype = "base"``; fp32 ones on a half stream: :data:`LORA_CAST_BYTES`)."""
 LORA_OUT_PASSES = 6.0 + 4.0
 """Passes over an adapted matrix's output per token. Forward: ``lora_B`` writes (1), ``* scaling`` reads and writes
 (2), ``result + ...`` reads two and writes one (3). Backward: the scaling multiply's gradient (2); ``lora_B``'s input
