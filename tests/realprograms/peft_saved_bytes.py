@@ -16,6 +16,7 @@ import sys
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
+from transformers_memory import saved_storage_bytes
 
 
 def saved_bytes_per_token(hidden: int, inter: int, tokens: int, rank: int, targets: list[str],
@@ -28,21 +29,15 @@ def saved_bytes_per_token(hidden: int, inter: int, tokens: int, rank: int, targe
                            autocast_adapter_dtype=fp32_adapters)
     inner = model.base_model.model.model
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
     hid = torch.randn(1, tokens, hidden, dtype=torch.bfloat16, requires_grad=True)
     rotary = inner.rotary_emb(hid, torch.arange(tokens)[None])
-    with (torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
-          torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)):
-        inner.layers[0](hid, position_embeddings=rotary, attention_mask=None)
-    seen.pop(hid.untyped_storage().data_ptr(), None)  # the layer's input belongs to the layer before
-    return sum(seen.values()) / tokens
+
+    def run() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            inner.layers[0](hid, position_embeddings=rotary, attention_mask=None)
+
+    # The layer's input belongs to the layer before.
+    return saved_storage_bytes(run, params | {hid.untyped_storage().data_ptr()}) / tokens
 
 
 if __name__ == "__main__":

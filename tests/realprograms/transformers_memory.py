@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -77,6 +78,12 @@ def saved_per_token(family: str) -> float:
             layer(hid)
     skip = {p.untyped_storage().data_ptr() for p in layer.parameters()}
     skip |= {t.untyped_storage().data_ptr() for t in extra}
+    return saved_storage_bytes(run, skip) / TOKENS
+
+
+def saved_storage_bytes(run: Callable[[], None], skip: set[int]) -> int:
+    """Bytes of the storages autograd keeps for backward while ``run`` executes, each counted once (the way the
+    caching allocator holds them), those in ``skip`` (parameters, shared tables) left out."""
     seen: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -87,7 +94,7 @@ def saved_per_token(family: str) -> float:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         run()
-    return sum(seen.values()) / TOKENS
+    return sum(seen.values())
 
 
 if __name__ == "__main__":
