@@ -46,7 +46,7 @@ def test_peft_based_stacks_default_to_fp32_adapters(name: str) -> None:
         == "fp32"
 
 
-@pytest.mark.parametrize("name", ["torchtune", "litgpt", "unsloth", "custom", None])
+@pytest.mark.parametrize("name", ["torchtune", "litgpt", "custom", None])
 def test_own_lora_layers_keep_the_model_dtype(name: str | None) -> None:
     assert TrainingSpec(seq_len=512, micro_batch=1, method="lora", lora_rank=8, framework=name).lora_adapter_dtype \
         == "base"
