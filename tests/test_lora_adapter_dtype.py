@@ -58,6 +58,20 @@ def test_the_spec_wins_over_the_framework() -> None:
     assert t.lora_adapter_dtype == "base"
 
 
+def test_the_estimate_says_what_the_framework_set() -> None:
+    """An agent reads the assumptions: fp32 adapters change a LoRA peak by gigabytes, and a script that passes
+    ``autocast_adapter_dtype=False`` must know to say ``base``. Knobs that do not apply are not listed."""
+    lora = estimate_run(_peft(QV, 64), "L40S").assumptions
+    assert any(a.startswith("training.framework peft set") and "lora_adapter_dtype=fp32" in a for a in lora)
+    assert not any("kbit_upcast_fp32" in a for a in lora)  # a qlora knob
+    full = estimate_run(spec(model=LLAMA32_3B, method="full", seq_len=210, micro_batch=4, framework="peft"),
+                        "L40S").assumptions
+    assert not any("lora_adapter_dtype" in a for a in full)
+    assert any("optimizer_impl=fused" in a for a in full)
+    given = estimate_run(_peft(QV, 64, lora_adapter_dtype="base"), "L40S").assumptions
+    assert not any("lora_adapter_dtype" in a for a in given)  # the spec said it: not the framework's
+
+
 def test_bad_value_is_one_line_naming_the_field() -> None:
     with pytest.raises(PreflightError) as info:
         parse_spec(spec(method="lora", lora_rank=8, lora_adapter_dtype="fp16"))

@@ -141,6 +141,12 @@ def estimate_run(
                       if t.master_weights_fp32 else f"pure {t.precision} weights and optimizer states")
     )
 
+    applies = {"kbit_upcast_fp32": t.method == "qlora", "quant_saves_input": t.method == "qlora",
+               "lora_adapter_dtype": t.method != "full", "tuning": False}  # tuning: mfu_prior_source says it
+    filled = [k for k in t.from_framework if applies.get(k, True)]
+    if filled:  # say what the framework decided, so a caller can override what its script does differently
+        assumptions.append(f"training.framework {t.framework} set " + ", ".join(f"{k}={getattr(t, k)}" for k in filled))
+
     context = {} if run.overheads.cuda_context_gb is None else {"cuda_context_gb": run.overheads.cuda_context_gb}
     gpu_fit = estimate_gpu_memory(m, t, p_train, g.gpu_ram_gb, **context)
     ckpt_peak = None
