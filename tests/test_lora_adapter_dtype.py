@@ -72,6 +72,21 @@ def test_the_estimate_says_what_the_framework_set() -> None:
     assert not any("lora_adapter_dtype" in a for a in given)  # the spec said it: not the framework's
 
 
+def test_advice_offers_base_adapters_when_their_copies_matter() -> None:
+    """Llama-3.1-8B, LoRA on every linear, 2 x 4,096 tokens, no checkpointing, PEFT's default on a 24 GB card:
+    the fp32 input copies are (6 x 4096 + 14336) x 4 - (2 x 4096 + 14336) x 2 = 110,592 B per token and layer
+    more than bf16 adapters keep, x 32 layers x 8,192 tokens = 29.0 GB. The advice names the knob and the PEFT
+    call, with that figure; with base adapters it does not."""
+    lora8b = {"method": "lora", "lora_rank": 16, "lora_targets": "all_linear", "seq_len": 4096, "micro_batch": 2,
+              "framework": "peft", "precision": "bf16", "master_weights_fp32": False}
+    advice = estimate_run(spec(model={"name": "llama-3.1-8b"}, **lora8b), "RTX 4090").memory.gpu.advice
+    tip = [a for a in advice if a.startswith("lora_adapter_dtype base")]
+    assert len(tip) == 1 and "autocast_adapter_dtype=False" in tip[0]
+    assert f"{110_592 * 32 * 8192 / 1e9:.1f} GB" in tip[0]
+    base = estimate_run(spec(model={"name": "llama-3.1-8b"}, **lora8b, lora_adapter_dtype="base"), "RTX 4090")
+    assert not any("lora_adapter_dtype" in a for a in base.memory.gpu.advice)
+
+
 def test_bad_value_is_one_line_naming_the_field() -> None:
     with pytest.raises(PreflightError) as info:
         parse_spec(spec(method="lora", lora_rank=8, lora_adapter_dtype="fp16"))

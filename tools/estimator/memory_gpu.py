@@ -317,6 +317,7 @@ def estimate_gpu_memory(
         grads = 2 * m.layer_params * (4.0 if (mixed or not half) else 2.0)  # about one layer in flight
 
     act = activations_bytes(m, t)
+    adapter_copies = act - activations_bytes(m, t.model_copy(update={"lora_adapter_dtype": "base"}))
     logits = logits_bytes(m, t)
     resident = weights + frozen + master + optimizer + gather
     grads_kept = t.grad_accum > 1 or not t.zero_grad_set_to_none
@@ -366,16 +367,20 @@ def estimate_gpu_memory(
             model_state_gb=_gb(state_rule), frozen_weight_gb=_gb(frozen_rule), activations_gb=_gb(act),
             kv_or_temp_gb=_gb(logits), total_gb=_gb(total_rule), required_gb=round(required, 2),
         ),
-        advice=_advice(verdict, t, act, logits, allocated),
+        advice=_advice(verdict, t, act, logits, allocated, adapter_copies),
     )
 
 
-def _advice(verdict: Verdict, t: TrainingSpec, act: float, logits: float, allocated: float) -> list[str]:
+def _advice(verdict: Verdict, t: TrainingSpec, act: float, logits: float, allocated: float,
+            adapter_copies: float) -> list[str]:
     if verdict == "pass":
         return []
     tips = ["reduce micro_batch or seq_len first (playbook 1.1), keeping global_batch with grad_accum"]
     if not t.activation_checkpointing and act > 0.25 * allocated:
         tips.append("enable activation_checkpointing (about 20-33% slower, activations drop to one input per layer)")
+    if adapter_copies > 0.1 * allocated:
+        tips.append(f"lora_adapter_dtype base (PEFT: get_peft_model(..., autocast_adapter_dtype=False)) frees the "
+                    f"fp32 adapters' input copies, {adapter_copies / GB:.1f} GB (PEFT upcasts them for stability)")
     if logits > 0.15 * allocated:
         tips.append("use a chunked/fused cross-entropy (Liger, Cut-Cross-Entropy): the logits buffer is large")
     if t.method == "full":
