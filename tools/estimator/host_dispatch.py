@@ -19,10 +19,13 @@ Scored on ``bench/cases`` (issue 18, H29): only the two Qwen rows at 256 tokens 
 at least 1.5x its dispatch time (PEFT's L40S rows 0.24-0.43, can-i-finetune's 0.5B LoRA 0.66, llm.c 0.02), so
 it does not move. What is left on the Qwen rows (measured 125 and 150 ms per micro-batch against 78 and 104 ms
 of counted dispatch) is Qwen v1's remote code, HF Trainer and autocast work not counted as operators here.
+Counting autocast's casts of PEFT's fp32 adapters (:data:`LORA_CAST_OPS`, Qwen's stack had fp32 adapters under
+autocast) took them to +30 % and +16 %.
 """
 
 from __future__ import annotations
 
+from gpu_preflight.tools.estimator.memory_knobs import adapter_cast
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel, adapted_names, layer_matrices
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
@@ -43,6 +46,10 @@ ATTENTION_SHAPE_OPS = 6 + 3
 LORA_OPS_PER_ADAPTER = 6
 """PEFT ``lora.Linear.forward`` per adapted matrix: input cast to the adapter dtype, dropout, lora_A, lora_B,
 the scaling multiply and the add into the base output."""
+LORA_CAST_OPS = {"pure": 1, "amp": 3}
+"""fp32 adapters on a half stream (:func:`.memory_knobs.adapter_cast`) add per adapted matrix: ``pure``, the
+fp32 sum's ``result.to(torch_result_dtype)``; ``amp``, autocast's casts of the fp32 input and of ``lora_A``'s and
+``lora_B``'s weights to bf16 (the sum stays bf16)."""
 QLORA_OPS_PER_LINEAR = 2
 """bitsandbytes ``Linear4bit``: ``dequantize_4bit`` (output allocation and kernel) before the matmul."""
 HEAD_AND_LOSS_OPS = 20
@@ -72,13 +79,16 @@ def forward_ops_per_layer(m: ResolvedModel, t: TrainingSpec) -> int:
     50
     >>> forward_ops_per_layer(m, TrainingSpec(seq_len=512, micro_batch=1, method="lora", lora_rank=8))  # + 7 x 6
     92
+    >>> forward_ops_per_layer(m, TrainingSpec(seq_len=512, micro_batch=1, method="lora", lora_rank=8,
+    ...     lora_adapter_dtype="fp32", master_weights_fp32=False))  # + 7 x (6 + 1): the fp32 sum cast back
+    99
     """
     mats = layer_matrices(m)
     norms = 2 * (NORM_OPS_LAYER_NORM if m.layer_norm else NORM_OPS_RMS)
     mlp = 2 if m.mlp_gated else 1  # activation (and the gate's multiply)
     ops = len(mats) + ATTENTION_SHAPE_OPS + (ROTARY_OPS if m.rotary else 0) + mlp + norms + 2  # 2 residual adds
     ops += 3 if m.dropout else 0  # attention-probability and two residual dropouts
-    ops += LORA_OPS_PER_ADAPTER * adapted_matrices_per_layer(m, t)
+    ops += (LORA_OPS_PER_ADAPTER + LORA_CAST_OPS.get(adapter_cast(t), 0)) * adapted_matrices_per_layer(m, t)
     if t.method == "qlora":
         ops += QLORA_OPS_PER_LINEAR * len(mats)
     return ops
