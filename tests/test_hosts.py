@@ -303,7 +303,7 @@ async def test_mcp_hosts_tools(mcp_client: Client, sshd: Sshd) -> None:
 @pytest.mark.parametrize("option", ["ProxyCommand=touch {mark}", "proxycommand=touch {mark}",
                                     "LocalCommand=touch {mark}", "PermitLocalCommand=yes",
                                     "KnownHostsCommand=touch {mark}", "PKCS11Provider={mark}",
-                                    "SecurityKeyProvider={mark}"])
+                                    "SecurityKeyProvider={mark}", "Match=exec touch {mark}", "Include={mark}"])
 async def test_mcp_hosts_add_refuses_options_that_run_a_local_command(mcp_client: Client, tmp_path: Path,
                                                                        option: str) -> None:
     """Injection path: hosts_add then hosts_check would have ssh run a command here for any MCP caller (also

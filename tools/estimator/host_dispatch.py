@@ -126,6 +126,6 @@ def host_time_per_micro_batch_s(m: ResolvedModel, t: TrainingSpec) -> float:
 def host_dispatch_s(m: ResolvedModel, t: TrainingSpec, gpu_s_per_step: float) -> float:
     """Seconds per optimizer step the GPU waits for the host: ``grad_accum x max(0, host - GPU)`` per micro-batch,
     where ``gpu_s_per_step`` is the step's GPU work that runs per micro-batch (matmuls, dequantization, eager
-    attention scores). The optimizer, comm and fixed terms stay apart, as before."""
+    attention scores, LoRA adapter paths). The optimizer, comm and fixed terms stay apart, as before."""
     gpu_per_micro = gpu_s_per_step / t.grad_accum
     return t.grad_accum * max(0.0, host_time_per_micro_batch_s(m, t) - gpu_per_micro)

@@ -32,6 +32,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from gpu_preflight.tools.estimator.memory_knobs import (
+    adapter_cast,
     adapter_copy_bytes_per_token,
     eval_transient_bytes,
     fp32_stream,
@@ -317,7 +318,8 @@ def estimate_gpu_memory(
         grads = 2 * m.layer_params * (4.0 if (mixed or not half) else 2.0)  # about one layer in flight
 
     act = activations_bytes(m, t)
-    adapter_copies = act - activations_bytes(m, t.model_copy(update={"lora_adapter_dtype": "base"}))
+    adapter_copies = (act - activations_bytes(m, t.model_copy(update={"lora_adapter_dtype": "base"}))
+                      if adapter_cast(t) else 0.0)
     logits = logits_bytes(m, t)
     resident = weights + frozen + master + optimizer + gather
     grads_kept = t.grad_accum > 1 or not t.zero_grad_set_to_none

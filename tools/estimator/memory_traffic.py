@@ -107,7 +107,6 @@ def eager_attention_bytes_per_gpu(t: TrainingSpec, m: ResolvedModel) -> float:
     return tokens_per_gpu * m.n_layers * m.n_heads * t.padded_seq_len * per_score
 
 
-
 LORA_IN_PASSES = 1.0 + 5.0
 """Passes over an adapted matrix's input per token. Forward: ``lora_A`` reads ``x`` (1). Backward: ``lora_A``'s
 input gradient is written (1) and its weight gradient reads ``x`` again (1); the adapter's input gradient is added

@@ -44,8 +44,9 @@ MAX_OPTIONS = 20
 MANAGED_OPTIONS = frozenset({"batchmode", "controlmaster", "controlpath", "controlpersist"})
 """Set by the runner on every call: batch mode (never a password prompt hanging a tool call) and its
 multiplexed master connection (socket in the state directory)."""
-COMMAND_OPTIONS = frozenset({"proxycommand", "localcommand", "permitlocalcommand", "knownhostscommand",
-                             "pkcs11provider", "securitykeyprovider", "match", "include"})
+COMMAND_OPTION_NAMES = ("ProxyCommand", "LocalCommand", "PermitLocalCommand", "KnownHostsCommand", "PKCS11Provider",
+                        "SecurityKeyProvider", "Match", "Include")
+COMMAND_OPTIONS = frozenset(name.lower() for name in COMMAND_OPTION_NAMES)
 """Options that make ``ssh`` run a local command or load a library. Taken from the account's owner (the CLI,
 the Python API, their ``~/.ssh/config``), never from an MCP caller: through ``hosts_add`` then ``hosts_check``
 a model or an HTTP client holding the token would otherwise run any command here, even under
@@ -90,8 +91,8 @@ def parse_option(text: str, *, allow_commands: bool = True) -> tuple[str, str]:
     if key.lower() in MANAGED_OPTIONS:
         raise PreflightError("option", text, "any ssh option but BatchMode and Control* (the runner sets those)")
     if not allow_commands and key.lower() in COMMAND_OPTIONS:
-        raise PreflightError("option", text, "ssh options that run no local command (not ProxyCommand, LocalCommand, "
-                             "KnownHostsCommand, PKCS11Provider, SecurityKeyProvider)",
+        raise PreflightError("option", text, "ssh options that run no local command (not "
+                             + ", ".join(COMMAND_OPTION_NAMES) + ")",
                              "use ProxyJump, or put the command in your ~/.ssh/config, or register the host "
                              "yourself from the command line")
     if key.lower() == "stricthostkeychecking" and value.lower() not in HOST_KEY_CHECKING:
