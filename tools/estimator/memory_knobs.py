@@ -205,9 +205,9 @@ def frozen_unsaved_bytes_per_token(m: ResolvedModel, t: TrainingSpec) -> float:
     cast = bool(adapter_cast(t))  # lora_A keeps its own (fp32) copy, not the shared half input
     elem = 4 if t.precision == "fp32" or fp32_stream(t) else 2
     unsaved = 0
-    if cast or not names & {"q_proj", "k_proj", "v_proj"}:
+    if cast or not names & {"q_proj", "k_proj", "v_proj", "qkv_proj"}:
         unsaved += m.hidden_size
-    if cast or not names & {"gate_proj", "up_proj"}:
+    if cast or not names & {"gate_proj", "up_proj", "gate_up_proj"}:
         unsaved += m.hidden_size
     if cast or "down_proj" not in names:
         unsaved += m.intermediate_size

@@ -66,6 +66,8 @@ class ResolvedModel(BaseModel):
     shape_source: ShapeSource
     source: str
     attention_window: int | None = None
+    fused_qkv: bool = False
+    fused_gate_up: bool = False
 
     @property
     def windowed_layers(self) -> int:
@@ -160,6 +162,10 @@ def _family_flags(family: str) -> dict[str, Any]:
         "rotary": family not in ("gpt2", "bert", "opt"),
         "layer_norm": plain,
         "dropout": family in ("gpt2", "bert", "opt"),
+        # One q/k/v matrix: GPT-2's c_attn (HF GPT2Attention), GPT-NeoX's query_key_value, Phi-3's qkv_proj; Phi-3
+        # also fuses gate and up into gate_up_proj (HF Phi3MLP). LoRA adapts a fused matrix once.
+        "fused_qkv": family in ("gpt2", "gpt_neox", "phi3"),
+        "fused_gate_up": family == "phi3",
     }
 
 
@@ -175,7 +181,8 @@ def _from_hf_config(path: str) -> dict[str, Any]:
         family = _ARCH_TO_FAMILY[archs[0]]
     if family not in _FAMILIES_GATED | _FAMILIES_PLAIN:
         raise PreflightError(
-            "spec.model.hf_config", f"model_type={family!r}", "llama, mistral, qwen2, gemma, gemma2, gpt2, gpt_neox"
+            "spec.model.hf_config", f"model_type={family!r}",
+            "llama, mistral, qwen2, gemma, gemma2, phi3, gpt2, gpt_neox",
         )
     if family == "gpt2":
         h = int(cfg["n_embd"])
@@ -259,7 +266,7 @@ def resolve_model(spec: ModelSpec) -> ResolvedModel:
         shape_source = "inferred"
     family = str(merged.get("family") or "llama")
     flags = _family_flags(family)
-    for key in ("mlp_gated", "dropout"):
+    for key in ("mlp_gated", "dropout", "fused_qkv", "fused_gate_up"):
         if key in merged:
             flags[key] = merged[key]
     h, heads = int(merged["hidden_size"]), int(merged["n_heads"])
@@ -281,18 +288,27 @@ def resolve_model(spec: ModelSpec) -> ResolvedModel:
         n_layers=int(merged["n_layers"]), vocab_size=int(merged["vocab_size"]), tied_embeddings=tied,
         rotary=bool(flags["rotary"]), dropout=bool(flags["dropout"]), learned_positions=learned,
         shape_source=shape_source, source=source, attention_window=merged.get("attention_window"),
+        fused_qkv=bool(flags["fused_qkv"]), fused_gate_up=bool(flags["fused_gate_up"] and flags["mlp_gated"]),
         **shape.model_dump(),
     )
 
 
 def layer_matrices(m: ResolvedModel) -> dict[str, tuple[int, int]]:
-    """Each layer's weight matrices as PEFT names them, ``(in, out)``; a 2-matrix MLP has up/down only."""
+    """Each layer's weight matrices as PEFT names them, ``(in, out)``; a 2-matrix MLP has up/down only, a fused
+    model one ``qkv_proj`` (and ``gate_up_proj``) where the others have two or three.
+
+    >>> phi3 = resolve_model(ModelSpec(name="custom", family="phi3", n_layers=32, hidden_size=3072, n_heads=32,
+    ...                                intermediate_size=8192, vocab_size=32064))
+    >>> layer_matrices(phi3)
+    {'qkv_proj': (3072, 9216), 'o_proj': (3072, 3072), 'gate_up_proj': (3072, 16384), 'down_proj': (8192, 3072)}
+    """
     h, q, kv, inter = m.hidden_size, m.q_dim, m.kv_dim, m.intermediate_size
-    mats = {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-            "up_proj": (h, inter), "down_proj": (inter, h)}
-    if m.mlp_gated:
-        mats["gate_proj"] = (h, inter)
-    return mats
+    attn = {"qkv_proj": (h, q + 2 * kv)} if m.fused_qkv else {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv)}
+    if m.fused_gate_up:
+        mlp = {"gate_up_proj": (h, 2 * inter)}
+    else:
+        mlp = {"gate_proj": (h, inter), "up_proj": (h, inter)} if m.mlp_gated else {"up_proj": (h, inter)}
+    return {**attn, "o_proj": (q, h), **mlp, "down_proj": (inter, h)}
 
 
 def adapted_names(m: ResolvedModel, targets: str | tuple[str, ...]) -> tuple[str, ...]:
@@ -305,7 +321,7 @@ def adapted_names(m: ResolvedModel, targets: str | tuple[str, ...]) -> tuple[str
     if targets == "all_linear":
         return tuple(layer_matrices(m))
     if targets == "attention":
-        return ("q_proj", "k_proj", "v_proj", "o_proj")
+        return ("qkv_proj", "o_proj") if m.fused_qkv else ("q_proj", "k_proj", "v_proj", "o_proj")
     return tuple(targets)
 
 
@@ -324,7 +340,7 @@ def lora_trainable_params(m: ResolvedModel, rank: int, targets: str | tuple[str,
     if missing:
         raise PreflightError("spec.training.lora_targets", list(names),
                              f"modules of this model: {', '.join([*mats, 'lm_head'])}",
-                             "a 2-matrix MLP has no gate_proj")
+                             "a 2-matrix MLP has no gate_proj; a fused model names qkv_proj and gate_up_proj")
     per_layer = sum(sum(mats[n]) for n in names if n != "lm_head")
     head = m.hidden_size + m.vocab_size if "lm_head" in names else 0
     return rank * (per_layer * m.n_layers + head)

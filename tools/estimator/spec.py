@@ -47,7 +47,8 @@ Method = Literal["full", "lora", "qlora"]
 Precision = Literal["bf16", "fp16", "fp32", "fp8"]
 QuantFormat = Literal["nf4", "nf4_double_quant", "gptq", "torchao_int4"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor", "lion", "muon"]
-LoraModule = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
+LoraModule = Literal["q_proj", "k_proj", "v_proj", "qkv_proj", "o_proj", "gate_proj", "up_proj", "gate_up_proj",
+                     "down_proj", "lm_head"]
 """PEFT ``target_modules`` names of Llama-style models; on a 2-matrix MLP (GPT-2, NeoX) up/down are fc1/fc2."""
 Offload = Literal["none", "optimizer", "optimizer_and_params"]
 Sharding = Literal["none", "ddp", "zero1", "zero2", "zero3", "fsdp"]
@@ -67,7 +68,7 @@ class ModelSpec(_Strict):
         default=None, le=10**13, description="Trained parameters; derived from the method when absent."
     )
     hf_config: str | None = Field(default=None, description="Path to a Hugging Face config.json (no download).")
-    family: str | None = Field(default=None, description="llama, mistral, qwen2, gemma, gemma2, gpt2, gpt_neox.")
+    family: str | None = Field(default=None, description="llama, mistral, qwen2, gemma, gemma2, phi3, gpt2, gpt_neox.")
     n_layers: PositiveInt | None = Field(default=None, le=1000)
     hidden_size: PositiveInt | None = Field(default=None, le=1_000_000)
     n_heads: PositiveInt | None = Field(default=None, le=10_000)
@@ -80,6 +81,12 @@ class ModelSpec(_Strict):
         default=None, description="SwiGLU/GeGLU MLP (3 matrices) rather than a 2-matrix MLP."
     )
     dropout: bool | None = Field(default=None, description="Dropout active in training (GPT-2/BERT: yes; Llama: no).")
+    fused_qkv: bool | None = Field(
+        default=None, description="q, k and v are one matrix (LoRA target qkv_proj): Phi-3's qkv_proj, GPT-2's and "
+        "Qwen (v1)'s c_attn, GPT-NeoX's query_key_value. Default: phi3, gpt2, gpt_neox.")
+    fused_gate_up: bool | None = Field(
+        default=None, description="The MLP's gate and up are one matrix (LoRA target gate_up_proj): Phi-3. "
+        "Default: phi3.")
     attention_window: PositiveInt | None = Field(
         default=None, le=10_000_000,
         description="Sliding-window attention span in tokens (Mistral-7B-v0.1: 4096; gemma2: every other layer).",
@@ -154,7 +161,8 @@ class TrainingSpec(_Strict):
     lora_targets: Literal["all_linear", "attention"] | tuple[LoraModule, ...] = Field(
         default="all_linear",
         description='all_linear (every layer matrix, no lm_head), attention (q/k/v/o), or module names, e.g. '
-        '["q_proj", "v_proj"] ("lm_head" adds the output layer).',
+        '["q_proj", "v_proj"] ("lm_head" adds the output layer); a fused model names qkv_proj / gate_up_proj '
+        '(model.fused_qkv, model.fused_gate_up).',
     )
     attention: Attention = Field(default="sdpa", description="sdpa/flash keep no score matrix; eager stores it.")
     optimizer_impl: Literal["foreach", "fused", "loop"] = Field(
