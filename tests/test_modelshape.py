@@ -67,6 +67,23 @@ def test_explicit_fields_override_the_preset() -> None:
     assert m.params_total == m.params_computed != 1_235_814_400
 
 
+def test_overridden_heads_carry_the_derived_head_numbers() -> None:
+    """A preset's multi-head k/v count and derived head_dim follow the spec's n_heads; grouped-query stays."""
+    gpt2 = resolve_model(ModelSpec(name="gpt2", n_heads=4))
+    assert (gpt2.n_kv_heads, gpt2.head_dim) == (4, 192)
+    llama = resolve_model(ModelSpec(name="llama-3.1-8b", n_heads=16))
+    assert (llama.n_kv_heads, llama.head_dim) == (8, 256)
+    assert resolve_model(ModelSpec(name="gpt2", n_heads=4, n_kv_heads=2, head_dim=64)).kv_dim == 128
+
+
+@pytest.mark.parametrize(("heads", "kv"), [(4, 12), (12, 8)])
+def test_kv_heads_must_divide_the_heads(heads: int, kv: int) -> None:
+    with pytest.raises(PreflightError) as err:
+        resolve_model(ModelSpec(family="llama", n_layers=2, hidden_size=768, n_heads=heads, n_kv_heads=kv,
+                                vocab_size=512))
+    assert err.value.field == "spec.model.n_kv_heads" and f"a divisor of n_heads ({heads})" in str(err.value)
+
+
 def test_bare_params_total_infers_a_shape_and_says_so() -> None:
     m = resolve_model(ModelSpec(name="mystery", params_total=7_000_000_000))
     assert m.shape_source == "inferred"

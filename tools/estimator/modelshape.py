@@ -235,6 +235,20 @@ def _infer_shape(params_total: int) -> dict[str, Any]:
     }
 
 
+def _follow_overridden_heads(base: dict[str, Any], explicit: dict[str, Any], merged: dict[str, Any]) -> None:
+    """A preset refined by the spec: derived head numbers follow the spec's ``n_heads`` / ``hidden_size``.
+
+    Why: ``{"name": "gpt2", "n_heads": 4}`` must not keep GPT-2's 12 k/v heads (more k/v heads than q heads), nor
+    a head_dim the preset only derived from its own sizes. A preset's multi-head attention stays multi-head; its
+    grouped-query k/v count stays as given; anything the spec names wins.
+    """
+    if "n_heads" in explicit and "n_kv_heads" not in explicit and base.get("n_kv_heads") == base.get("n_heads"):
+        merged["n_kv_heads"] = explicit["n_heads"]
+    derived = base.get("n_heads") and base.get("head_dim") == base.get("hidden_size", 0) // base["n_heads"]
+    if explicit.keys() & {"n_heads", "hidden_size"} and "head_dim" not in explicit and derived:
+        merged.pop("head_dim", None)
+
+
 def resolve_model(spec: ModelSpec) -> ResolvedModel:
     """Fill in every shape number: hf_config, else preset, else the spec's own fields, else inferred.
 
@@ -254,6 +268,7 @@ def resolve_model(spec: ModelSpec) -> ResolvedModel:
     if spec.name == "custom":
         explicit.pop("name", None)
     merged = {**base, **explicit}
+    _follow_overridden_heads(base, explicit, merged)
     shape_keys = ("n_layers", "hidden_size", "n_heads", "vocab_size")
     if not all(k in merged for k in shape_keys):
         params = spec.params_total or base.get("params_total")
@@ -270,10 +285,14 @@ def resolve_model(spec: ModelSpec) -> ResolvedModel:
         if key in merged:
             flags[key] = merged[key]
     h, heads = int(merged["hidden_size"]), int(merged["n_heads"])
+    kv_heads = int(merged.get("n_kv_heads") or heads)
+    if kv_heads > heads or heads % kv_heads:
+        raise PreflightError("spec.model.n_kv_heads", kv_heads, f"a divisor of n_heads ({heads})",
+                             "grouped-query attention shares each k/v head among a whole number of q heads")
     if "intermediate_size" not in merged:
         merged["intermediate_size"] = int(8 * h / 3) if flags["mlp_gated"] else 4 * h
     shape = _Shape(
-        family=family, hidden_size=h, n_heads=heads, n_kv_heads=int(merged.get("n_kv_heads") or heads),
+        family=family, hidden_size=h, n_heads=heads, n_kv_heads=kv_heads,
         head_dim=int(merged.get("head_dim") or h // heads), intermediate_size=int(merged["intermediate_size"]),
         mlp_gated=bool(flags["mlp_gated"]), qkv_bias=bool(flags["qkv_bias"]), layer_norm=bool(flags["layer_norm"]),
     )
