@@ -47,6 +47,9 @@ class FrameworkDefaults(BaseModel):
     kbit_upcast_fp32: bool | None = None
     quant_saves_input: bool | None = None
     lora_adapter_dtype: Literal["fp32", "base"] | None = None
+    lora_dropout: float | None = None
+    lora_qkv_merged: bool | None = None
+    quant_lm_head: bool | None = None
 
 
 class FrameworkRow(BaseModel):
@@ -90,6 +93,8 @@ def fill_defaults(data: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]
     if row is None:
         return data, ()
     offered: dict[str, Any] = {"tuning": row.tuning, **row.defaults.model_dump(exclude_none=True)}
+    if data.get("method") != "qlora":  # quant_lm_head is refused outside QLoRA; none of them applies there
+        offered = {k: v for k, v in offered.items() if not k.startswith("quant_")}
     filled = tuple(k for k in offered if k not in data)
     return {**data, **{k: offered[k] for k in filled}}, filled
 

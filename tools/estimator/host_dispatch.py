@@ -25,8 +25,8 @@ autocast) took them to +30 % and +16 %.
 
 from __future__ import annotations
 
-from gpu_preflight.tools.estimator.memory_knobs import adapter_cast
-from gpu_preflight.tools.estimator.modelshape import ResolvedModel, adapted_names, layer_matrices
+from gpu_preflight.tools.estimator.memory_knobs import adapter_cast, adapter_input_dims
+from gpu_preflight.tools.estimator.modelshape import ResolvedModel, layer_matrices
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
 HOST_S_PER_OP = 10e-6
@@ -62,11 +62,10 @@ RECOMPUTE_SELECTIVE_SHARE = 0.5
 
 
 def adapted_matrices_per_layer(m: ResolvedModel, t: TrainingSpec) -> int:
-    """LoRA/QLoRA adapters in one block (the LM head's, if named, is not a block's); 0 for full training."""
+    """LoRA/QLoRA modules in one block (the LM head's, if named, is not a block's); 0 for full training."""
     if t.method not in ("lora", "qlora"):
         return 0
-    mats = layer_matrices(m)
-    return sum(1 for n in adapted_names(m, t.lora_targets) if n in mats)
+    return len(adapter_input_dims(m, t))
 
 
 def forward_ops_per_layer(m: ResolvedModel, t: TrainingSpec) -> int:

@@ -154,9 +154,49 @@ def adapter_cast(t: TrainingSpec) -> Literal["", "pure", "amp"]:
     return "amp" if t.master_weights_fp32 else "pure"
 
 
-def adapter_copy_bytes_per_token(m: ResolvedModel, t: TrainingSpec) -> float:
-    """Per token and layer: the input copies fp32 adapters keep for backward, one per adapted matrix (4 B per
-    input element on half weights, 2 B for autocast's re-cast); 0 where :func:`adapter_cast` casts nothing.
+QKV = ("q_proj", "k_proj", "v_proj")
+
+
+def adapter_input_dims(m: ResolvedModel, t: TrainingSpec) -> list[int]:
+    """The input width of each LoRA module in one layer: one per adapted matrix, except that with
+    ``lora_qkv_merged`` the adapted q/k/v are one module over their one shared input.
+
+    Why: PEFT wraps every target matrix in its own ``lora.Linear`` (own dropout, own cast, own ``lora_A``);
+    LitGPT's ``LoRAQKVLinear`` adapts its fused attention matrix with one ``lora_A`` over the enabled q/k/v parts
+    and one ``lora_dropout(x)`` (litgpt/lora.py), so an input copy or a dropout mask is kept once, not per part.
+
+    >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
+    >>> from gpu_preflight.tools.estimator.spec import ModelSpec
+    >>> m = resolve_model(ModelSpec(name="llama-3.2-3b"))
+    >>> t = TrainingSpec(method="lora", lora_rank=8, lora_targets=["q_proj", "v_proj"], seq_len=512, micro_batch=1)
+    >>> adapter_input_dims(m, t), adapter_input_dims(m, t.model_copy(update={"lora_qkv_merged": True}))
+    ([3072, 3072], [3072])
+    """
+    mats = layer_matrices(m)
+    names = [n for n in adapted_names(m, t.lora_targets) if n in mats]
+    if t.lora_qkv_merged and sum(n in QKV for n in names) > 1:
+        names = [n for n in names if n not in QKV[1:] or n == next(q for q in QKV if q in names)]
+    return [mats[n][0] for n in names]
+
+
+LORA_DROPOUT_MASK_BYTES = 1
+"""``lora_dropout`` > 0 on CUDA: ``F.dropout`` runs ``native_dropout``, which keeps a bool mask (1 B per element) for
+its backward (aten/src/ATen/native/Dropout.cpp: ``is_fused_kernel_acceptable`` is true for CUDA tensors with
+0 < p < 1). On CPU the unfused path multiplies by a noise tensor of the input's dtype and keeps that instead, which
+is what the CPU check in tests/test_lora_dropout.py sees."""
+
+
+def adapter_copy_bytes_per_token(m: ResolvedModel, t: TrainingSpec, mask_bytes: float = LORA_DROPOUT_MASK_BYTES
+                                 ) -> float:
+    """Per token and layer: the inputs adapters keep for backward apart from the shared half input, one per adapted
+    matrix: fp32 adapters' copies (4 B per input element on half weights, 2 B for autocast's re-cast), and with
+    ``lora_dropout`` each adapter's own dropped-out input (base adapters: the stream's dtype) plus dropout's mask.
+    0 where nothing is cast and no dropout runs: ``lora_A`` then keeps the shared input.
+
+    Why dropout costs a copy per adapter: PEFT gives every adapted matrix its own ``nn.Dropout``
+    (``lora_B(lora_A(dropout(x)))``, peft@5d602fdb src/peft/tuners/lora/layer.py), so ``lora_A`` keeps that
+    adapter's dropout output, not ``x``; with fp32 adapters the output replaces the fp32 copy, so only the mask is
+    new. Checked against real PEFT's saved tensors (tests/test_lora_dropout.py).
 
     >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
     >>> from gpu_preflight.tools.estimator.spec import ModelSpec
@@ -165,18 +205,23 @@ def adapter_copy_bytes_per_token(m: ResolvedModel, t: TrainingSpec) -> float:
     ...     master_weights_fp32=False, lora_adapter_dtype="fp32")
     >>> adapter_copy_bytes_per_token(m, t)  # 2 x 3072 x 4 B
     24576.0
+    >>> adapter_copy_bytes_per_token(m, t.model_copy(update={"lora_adapter_dtype": "base", "lora_dropout": 0.05}))
+    18432.0
     """
     cast = adapter_cast(t)
-    if not cast:
+    dropout = t.method in ("lora", "qlora") and t.lora_dropout > 0
+    if not cast and not dropout:
         return 0.0
-    mats = layer_matrices(m)
-    elem = 4 if cast == "pure" else 2
-    return float(sum(mats[n][0] for n in adapted_names(m, t.lora_targets) if n in mats) * elem)
+    stream = 4.0 if t.precision == "fp32" or fp32_stream(t) else 2.0
+    elem = {"pure": 4.0, "amp": 2.0}.get(cast, stream)
+    per_input = elem + (mask_bytes if dropout else 0.0)
+    return float(sum(adapter_input_dims(m, t)) * per_input)
 
 
 def frozen_unsaved_bytes_per_token(m: ResolvedModel, t: TrainingSpec) -> float:
     """Per token and layer: linear inputs that LoRA/QLoRA never save, because the weight that reads them is
-    frozen and carries no adapter, or its fp32 adapter keeps a copy of its own (:func:`adapter_copy_bytes_per_token`).
+    frozen and carries no adapter, or its adapter keeps a copy of its own (fp32 adapters, LoRA dropout:
+    :func:`adapter_copy_bytes_per_token`).
 
     Why: autograd saves an input for backward only if a gradient that uses it will be computed. ``mm`` keeps
     its left operand for the weight's gradient alone, and PyTorch's codegen guards that save with
@@ -202,7 +247,7 @@ def frozen_unsaved_bytes_per_token(m: ResolvedModel, t: TrainingSpec) -> float:
     if t.method == "full" or (t.method == "qlora" and t.quant_saves_input):
         return 0.0
     names = set(adapted_names(m, t.lora_targets))
-    cast = bool(adapter_cast(t))  # lora_A keeps its own (fp32) copy, not the shared half input
+    cast = bool(adapter_cast(t)) or t.lora_dropout > 0  # lora_A keeps its own copy, not the shared half input
     elem = 4 if t.precision == "fp32" or fp32_stream(t) else 2
     unsaved = 0
     if cast or not names & {"q_proj", "k_proj", "v_proj", "qkv_proj"}:

@@ -46,7 +46,7 @@ LoRA r64 on q/v (5,777 vs 6,659 tokens/s) with fewer trainable parameters; the F
 
 from __future__ import annotations
 
-from gpu_preflight.tools.estimator.memory_knobs import adapter_cast, fp32_stream
+from gpu_preflight.tools.estimator.memory_knobs import adapter_cast, adapter_input_dims, fp32_stream
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel, adapted_names, layer_matrices
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
@@ -132,6 +132,10 @@ then what full checkpointing re-runs. Counted from PEFT's ``lora.Linear.forward`
   output 6 + 6 (the casts') + 8 (scaling) + 8 (``lora_B``'s two gradients) = 28.
 * ``amp`` (autocast re-casts the fp32 copy to bf16 for ``lora_A``, so the rest stays half): forward input 6 + 6 + 2
   = 14, output 12 as in the half path; backward input 2 + 2 + 6 + 6 + 6 = 22, output 8."""
+LORA_DROPOUT_PASSES = (2.0, 2.0, 2.0)
+"""``lora_dropout`` > 0 (each adapter's own ``nn.Dropout``, on the fp32 copy where adapters are fp32): passes over
+the adapted input per token (forward read and write, backward read and write, and the forward again under full
+checkpointing), each with one byte of mask (written, read, written)."""
 
 
 def lora_adapter_bytes_per_token(t: TrainingSpec, m: ResolvedModel) -> float:
@@ -159,11 +163,15 @@ def lora_adapter_bytes_per_token(t: TrainingSpec, m: ResolvedModel) -> float:
         elem = 4.0 if t.precision == "fp32" or fp32_stream(t) else 2.0
         b_in, b_out = LORA_IN_PASSES * elem, LORA_OUT_PASSES * elem
         re_in, re_out = LORA_RECOMPUTE_PASSES[0] * elem, LORA_RECOMPUTE_PASSES[1] * elem
+    if t.lora_dropout > 0:
+        drop = 4.0 if cast else (4.0 if t.precision == "fp32" or fp32_stream(t) else 2.0)
+        fwd, bwd, again = (passes * drop + 1.0 for passes in LORA_DROPOUT_PASSES)
+        b_in, re_in = b_in + fwd + bwd, re_in + again
     if t.activation_checkpointing is True:
         b_in, b_out = b_in + re_in, b_out + re_out
     mats = layer_matrices(m)
     names = adapted_names(m, t.lora_targets)
-    per_layer = sum(b_in * mats[n][0] + b_out * mats[n][1] for n in names if n in mats)
+    per_layer = b_in * sum(adapter_input_dims(m, t)) + b_out * sum(mats[n][1] for n in names if n in mats)
     head = b_in * m.hidden_size + b_out * m.vocab_size if "lm_head" in names else 0.0
     return per_layer * m.n_layers + head
 

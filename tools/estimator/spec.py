@@ -158,6 +158,12 @@ class TrainingSpec(_Strict):
         default="base", description="lora/qlora adapters' dtype. fp32: PEFT >= 0.12 upcasts them "
         "(autocast_adapter_dtype; framework peft, hf_trainer, trl, axolotl, llama_factory: fp32), each adapted "
         "input is cast and kept in fp32; base: the model's dtype (torchtune, litgpt).")
+    lora_dropout: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="lora/qlora: dropout on each adapter's input (PEFT default 0; "
+        "framework litgpt 0.05). Above 0 each adapter keeps its own dropped-out input and a mask for backward.")
+    lora_qkv_merged: bool = Field(
+        default=False, description="lora/qlora: q/k/v adapters are one module over their shared input, with one "
+        "dropout (LitGPT's LoRAQKVLinear; framework litgpt). PEFT: one module per matrix.")
     lora_targets: Literal["all_linear", "attention"] | tuple[LoraModule, ...] = Field(
         default="all_linear",
         description='all_linear (every layer matrix, no lm_head), attention (q/k/v/o), or module names, e.g. '
