@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 from gpu_preflight.tools.estimator.memory_knobs import (
     adapter_cast,
     adapter_copy_bytes_per_token,
+    dequant_excess_bytes,
     eval_transient_bytes,
     fp32_stream,
     frozen_unsaved_bytes_per_token,
@@ -83,6 +84,8 @@ class GpuMemoryBreakdown(BaseModel):
     gather_buffers_gb: float = Field(description="ZeRO-3/FSDP all-gather of two layers (current + prefetch).")
     ddp_buckets_gb: float = Field(description="DDP gradient buckets (a second gradient copy unless bucket views).")
     step_transient_gb: float = Field(description="foreach AdamW intermediate during optimizer.step().")
+    dequant_gb: float = Field(default=0.0, description="QLoRA: a 4-bit weight dequantized for its matmul, beyond "
+                              "the loss buffers it meets (the head's, when quantized).")
     eval_gb: float = Field(default=0.0, description="An eval pass over the resident state (eval_micro_batch).")
     allocator_reserve_gb: float
     cuda_context_gb: float
@@ -321,10 +324,11 @@ def estimate_gpu_memory(
     adapter_copies = (act - activations_bytes(m, t.model_copy(update={"lora_adapter_dtype": "base"}))
                       if adapter_cast(t) else 0.0)
     logits = logits_bytes(m, t)
+    dequant = dequant_excess_bytes(m, t, logits)
     resident = weights + frozen + master + optimizer + gather
     grads_kept = t.grad_accum > 1 or not t.zero_grad_set_to_none
     grads_in_forward = grads + ddp_buckets if grads_kept else 0.0
-    forward_end = resident + act + logits + grads_in_forward
+    forward_end = resident + act + logits + grads_in_forward + dequant
     step = resident + grads + ddp_buckets + transient
     evaluation = eval_transient_bytes(m, t, activation_bytes_per_token_per_layer(m, t), _loss_bytes(t))
     eval_peak = resident + (grads + ddp_buckets if not t.zero_grad_set_to_none else 0.0) + evaluation
@@ -364,6 +368,7 @@ def estimate_gpu_memory(
             gradients_gb=_gb(grads), optimizer_gb=_gb(optimizer), activations_gb=_gb(act), logits_gb=_gb(logits),
             gather_buffers_gb=_gb(gather), ddp_buckets_gb=_gb(ddp_buckets), step_transient_gb=_gb(transient),
             allocator_reserve_gb=_gb(reserve), cuda_context_gb=cuda_context_gb, eval_gb=_gb(evaluation),
+            dequant_gb=_gb(dequant),
         ),
         playbook=PlaybookMemory(
             model_state_gb=_gb(state_rule), frozen_weight_gb=_gb(frozen_rule), activations_gb=_gb(act),

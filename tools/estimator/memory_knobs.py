@@ -33,6 +33,39 @@ QUANT_BYTES_PER_PARAM = {
 """
 
 
+DEQUANT_FORMATS = ("nf4", "nf4_double_quant")
+"""Formats whose matmul dequantizes the whole 4-bit weight first: bitsandbytes' ``MatMul4Bit`` runs
+``F.linear(A, F.dequantize_4bit(B, quant_state).to(A.dtype).t())`` forward and ``grad_output @
+dequantize_4bit(B)`` backward (bitsandbytes/autograd/_functions.py), and torchao's NF4 (torchtune QLoRA) runs
+``F.linear(input, weight.to(input.dtype))``. GPTQ's and torchao int4's kernels read the packed weight instead."""
+
+
+def dequant_excess_bytes(m: ResolvedModel, t: TrainingSpec, logits: float) -> float:
+    """What a 4-bit matmul's dequantized weight adds to the forward-end peak, beyond the loss buffers it meets.
+
+    The largest one is the LM head's (``vocab x hidden``) where the head is quantized (``quant_lm_head``): it lives
+    beside every saved activation and the half logits and their gradient (4 B per logit, or the whole loss buffer
+    when that is smaller, as with a chunked loss). Otherwise it is the largest layer matrix, dequantized in a layer's
+    backward after the loss buffers are gone. LitGPT's Llama-2-7B QLoRA row (head quantized, chunked loss): 0.26 GB.
+
+    >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
+    >>> from gpu_preflight.tools.estimator.spec import ModelSpec
+    >>> m = resolve_model(ModelSpec(name="llama-3.1-8b"))
+    >>> t = TrainingSpec(method="qlora", lora_rank=8, seq_len=512, micro_batch=2, quant_lm_head=True, loss="chunked")
+    >>> dequant_excess_bytes(m, t, 3.0 * 1024 * m.vocab_size) / 1e9  # the head: 128256 x 4096 x 2 B
+    1.050673152
+    >>> dequant_excess_bytes(m, t.model_copy(update={"quant_lm_head": False}), 1.0)  # 4096 x 14336 x 2 B - 1
+    117440511.0
+    """
+    if t.method != "qlora" or t.quant_format not in DEQUANT_FORMATS:
+        return 0.0
+    elem = 4.0 if t.precision == "fp32" else 2.0
+    layer = max(i * o for i, o in layer_matrices(m).values()) * elem
+    head = m.vocab_size * m.hidden_size * elem if t.quant_lm_head and not m.tied_embeddings else 0.0
+    held = min(logits, 4.0 * t.micro_batch * t.seq_len * m.vocab_size) if head > layer else 0.0
+    return max(0.0, max(head, layer) + held - logits)
+
+
 KBIT_UPCAST_FORMATS = ("nf4", "nf4_double_quant")
 """Formats whose unquantized weights PEFT's ``prepare_model_for_kbit_training`` casts to fp32: it skips GPTQ,
 AQLM, EETQ, HQQ and torchao models (huggingface/peft@5d602fdb src/peft/utils/other.py lines 197-209)."""
