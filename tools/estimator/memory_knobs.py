@@ -34,9 +34,10 @@ QUANT_BYTES_PER_PARAM = {
 
 
 DEQUANT_FORMATS = ("nf4", "nf4_double_quant")
-"""Formats whose matmul dequantizes the whole 4-bit weight first: bitsandbytes' ``MatMul4Bit`` runs
-``F.linear(A, F.dequantize_4bit(B, quant_state).to(A.dtype).t())`` forward and ``grad_output @
-dequantize_4bit(B)`` backward (bitsandbytes/autograd/_functions.py), and torchao's NF4 (torchtune QLoRA) runs
+"""Formats whose matmul dequantizes the whole 4-bit weight: bitsandbytes' ``MatMul4Bit.backward`` runs
+``grad_A = torch.matmul(grad_output, F.dequantize_4bit(B, ctx.state))`` (bitsandbytes/autograd/_functions.py, read at
+95f9af30, 2026-08), and its forward did the same before the fused ``gemm_4bit`` kernels of #1949 (2026-05), which
+still fall back to dequantize + ``F.linear`` above 1,536 tokens; torchao's NF4 (torchtune QLoRA) runs
 ``F.linear(input, weight.to(input.dtype))``. GPTQ's and torchao int4's kernels read the packed weight instead."""
 
 
