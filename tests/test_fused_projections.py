@@ -95,6 +95,12 @@ def test_fused_qkv_adapter_is_cheaper_in_memory_and_time() -> None:
     assert fused.throughput.tokens_per_s.base > split.throughput.tokens_per_s.base  # type: ignore[operator]
 
 
+def test_fused_gate_up_without_a_gate_is_refused_by_name() -> None:
+    with pytest.raises(PreflightError) as err:
+        resolve_model(ModelSpec(name="gpt2", fused_gate_up=True))
+    assert err.value.field == "spec.model.fused_gate_up"
+
+
 def test_bad_fused_value_is_one_clear_error() -> None:
     with pytest.raises(PreflightError) as err:
         parse_spec(spec(model={"name": "llama-3.2-1b", "fused_qkv": "sometimes"}))

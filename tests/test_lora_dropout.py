@@ -69,7 +69,8 @@ def test_one_merged_qkv_module_keeps_one_dropout() -> None:
     m = resolve_model(ModelSpec(name="llama-3.2-3b"))
     t = TrainingSpec(seq_len=512, micro_batch=1, method="lora", lora_rank=8, lora_targets=("q_proj", "v_proj"),
                      lora_dropout=0.05)
-    apart, merged = (adapter_copy_bytes_per_token(m, t.model_copy(update={"lora_qkv_merged": v})) for v in (0, 1))
+    apart, merged = (adapter_copy_bytes_per_token(m, t.model_copy(update={"lora_qkv_merged": merge}))
+                     for merge in (False, True))
     assert apart == 2 * merged == 2 * 3072 * 3
 
 

@@ -111,6 +111,11 @@ def qlora_frozen_bytes(m: ResolvedModel, t: TrainingSpec, wbytes: int) -> float:
     return quantized + plain * 4 + (head_copy if wbytes == 2 else 0)
 
 
+def stream_bytes(t: TrainingSpec) -> float:
+    """Bytes of one element of the activation stream: 4 in fp32 training or on QLoRA's fp32 stream, else 2."""
+    return 4.0 if t.precision == "fp32" or fp32_stream(t) else 2.0
+
+
 def fp32_stream(t: TrainingSpec) -> bool:
     """QLoRA whose unquantized weights were cast to fp32 runs its activations in fp32.
 
@@ -208,8 +213,9 @@ def adapter_input_dims(m: ResolvedModel, t: TrainingSpec) -> list[int]:
     """
     mats = layer_matrices(m)
     names = [n for n in adapted_names(m, t.lora_targets) if n in mats]
-    if t.lora_qkv_merged and sum(n in QKV for n in names) > 1:
-        names = [n for n in names if n not in QKV[1:] or n == next(q for q in QKV if q in names)]
+    if t.lora_qkv_merged:
+        first = next((n for n in names if n in QKV), None)
+        names = [n for n in names if n not in QKV or n == first]
     return [mats[n][0] for n in names]
 
 
@@ -246,8 +252,7 @@ def adapter_copy_bytes_per_token(m: ResolvedModel, t: TrainingSpec, mask_bytes: 
     dropout = t.method in ("lora", "qlora") and t.lora_dropout > 0
     if not cast and not dropout:
         return 0.0
-    stream = 4.0 if t.precision == "fp32" or fp32_stream(t) else 2.0
-    elem = {"pure": 4.0, "amp": 2.0}.get(cast, stream)
+    elem = {"pure": 4.0, "amp": 2.0}.get(cast, stream_bytes(t))
     per_input = elem + (mask_bytes if dropout else 0.0)
     return float(sum(adapter_input_dims(m, t)) * per_input)
 
@@ -281,13 +286,12 @@ def frozen_unsaved_bytes_per_token(m: ResolvedModel, t: TrainingSpec) -> float:
     if t.method == "full" or (t.method == "qlora" and t.quant_saves_input):
         return 0.0
     names = set(adapted_names(m, t.lora_targets))
-    cast = bool(adapter_cast(t)) or t.lora_dropout > 0  # lora_A keeps its own copy, not the shared half input
-    elem = 4 if t.precision == "fp32" or fp32_stream(t) else 2
+    own_copy = bool(adapter_cast(t)) or t.lora_dropout > 0  # lora_A keeps its own copy, not the shared input
     unsaved = 0
-    if cast or not names & {"q_proj", "k_proj", "v_proj", "qkv_proj"}:
+    if own_copy or not names & {"q_proj", "k_proj", "v_proj", "qkv_proj"}:
         unsaved += m.hidden_size
-    if cast or not names & {"gate_proj", "up_proj", "gate_up_proj"}:
+    if own_copy or not names & {"gate_proj", "up_proj", "gate_up_proj"}:
         unsaved += m.hidden_size
-    if cast or "down_proj" not in names:
+    if own_copy or "down_proj" not in names:
         unsaved += m.intermediate_size
-    return float(unsaved * elem)
+    return unsaved * stream_bytes(t)

@@ -46,7 +46,7 @@ LoRA r64 on q/v (5,777 vs 6,659 tokens/s) with fewer trainable parameters; the F
 
 from __future__ import annotations
 
-from gpu_preflight.tools.estimator.memory_knobs import adapter_cast, adapter_input_dims, fp32_stream
+from gpu_preflight.tools.estimator.memory_knobs import adapter_cast, adapter_input_dims, stream_bytes
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel, adapted_names, layer_matrices
 from gpu_preflight.tools.estimator.spec import TrainingSpec
 
@@ -160,11 +160,11 @@ def lora_adapter_bytes_per_token(t: TrainingSpec, m: ResolvedModel) -> float:
     if cast:
         (b_in, b_out), (re_in, re_out) = LORA_CAST_BYTES[cast]
     else:
-        elem = 4.0 if t.precision == "fp32" or fp32_stream(t) else 2.0
+        elem = stream_bytes(t)
         b_in, b_out = LORA_IN_PASSES * elem, LORA_OUT_PASSES * elem
         re_in, re_out = LORA_RECOMPUTE_PASSES[0] * elem, LORA_RECOMPUTE_PASSES[1] * elem
     if t.lora_dropout > 0:
-        drop = 4.0 if cast else (4.0 if t.precision == "fp32" or fp32_stream(t) else 2.0)
+        drop = 4.0 if cast else stream_bytes(t)  # dropout runs on the fp32 copy where adapters are fp32
         fwd, bwd, again = (passes * drop + 1.0 for passes in LORA_DROPOUT_PASSES)
         b_in, re_in = b_in + fwd + bwd, re_in + again
     if t.activation_checkpointing is True:

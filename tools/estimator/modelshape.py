@@ -284,6 +284,9 @@ def resolve_model(spec: ModelSpec) -> ResolvedModel:
     for key in ("mlp_gated", "dropout", "fused_qkv", "fused_gate_up"):
         if key in merged:
             flags[key] = merged[key]
+    if merged.get("fused_gate_up") and not flags["mlp_gated"]:
+        raise PreflightError("spec.model.fused_gate_up", True, "false for a 2-matrix MLP (mlp_gated false)",
+                             "only a gated MLP has a gate to fuse with up")
     h, heads = int(merged["hidden_size"]), int(merged["n_heads"])
     kv_heads = int(merged.get("n_kv_heads") or heads)
     if kv_heads > heads or heads % kv_heads:
@@ -307,7 +310,7 @@ def resolve_model(spec: ModelSpec) -> ResolvedModel:
         n_layers=int(merged["n_layers"]), vocab_size=int(merged["vocab_size"]), tied_embeddings=tied,
         rotary=bool(flags["rotary"]), dropout=bool(flags["dropout"]), learned_positions=learned,
         shape_source=shape_source, source=source, attention_window=merged.get("attention_window"),
-        fused_qkv=bool(flags["fused_qkv"]), fused_gate_up=bool(flags["fused_gate_up"] and flags["mlp_gated"]),
+        fused_qkv=bool(flags["fused_qkv"]), fused_gate_up=bool(flags["fused_gate_up"]),
         **shape.model_dump(),
     )
 
