@@ -11,7 +11,8 @@ gain of the refinement stays visible.
 How values are compared:
 
 * memory: ``max_memory_allocated`` against ``allocated_peak_gb``, ``max_memory_reserved`` against
-  ``peak_gb``, ``nvidia-smi`` against ``nvml_used_gb``; all in GB (1e9 bytes; MiB and GiB converted).
+  ``peak_gb``, ``nvidia-smi`` against ``nvml_used_gb``, a QLoRA load's ``load_max_memory_allocated`` against
+  ``breakdown.load_gb``; all in GB (1e9 bytes; MiB and GiB converted).
   The playbook column is the rule's own point figure (``playbook.total_gb``); the rule's x1.2
   ``required_gb`` is summarised too.
 * throughput: everything is converted to whole-run tokens/s before the error is taken:
@@ -57,7 +58,7 @@ def published_paths() -> list[Path]:
     """Every ``published*.json`` in bench/cases/ (one file per batch of sources), in name order."""
     return sorted(CASES_DIR.glob("published*.json"))
 SPEC_KEYS = ("model", "training", "target", "overheads", "baseline")
-MEMORY_WHAT = ("max_memory_allocated", "max_memory_reserved", "nvidia-smi")
+MEMORY_WHAT = ("max_memory_allocated", "max_memory_reserved", "nvidia-smi", "load_max_memory_allocated")
 THROUGHPUT_WHAT = ("tokens_per_s_per_gpu", "tokens_per_s_total", "mfu", "gpu_hours")
 UNIT_TO_GB = {"GB": 1.0, "GiB": 2**30 / 1e9, "MB": 1e-3, "MiB": 2**20 / 1e9}
 THROUGHPUT_UNITS = {"tokens_per_s_per_gpu": "tokens/s", "tokens_per_s_total": "tokens/s", "mfu": "fraction",
@@ -75,7 +76,7 @@ class Row:
     gpu: str
     measured: float
     ours: float
-    playbook: float
+    playbook: float | None
     playbook_x12: float | None
     low: float | None
     high: float | None
@@ -141,10 +142,12 @@ def evaluate_case(case: dict[str, Any]) -> tuple[Row, peers.PeerFacts]:
     if case["kind"] == "memory":
         g = est.memory.gpu
         ours = {"max_memory_allocated": g.allocated_peak_gb, "max_memory_reserved": g.peak_gb,
-                "nvidia-smi": g.nvml_used_gb}[what]
+                "nvidia-smi": g.nvml_used_gb, "load_max_memory_allocated": g.breakdown.load_gb}[what]
+        training = not what.startswith("load_")  # the playbook's rule sizes training, not a load
         row = Row(case["id"], "memory", what, gpu_label, float(meas["value"]) * UNIT_TO_GB[meas["unit"]], ours,
-                  g.playbook.total_gb, g.required_gb, None, None, "memory.gpu: refined component model", tags,
-                  case.get("quality") == "suspect", case.get("category", "other"))
+                  g.playbook.total_gb if training else None, g.required_gb if training else None, None, None,
+                  "memory.gpu: refined component model", tags, case.get("quality") == "suspect",
+                  case.get("category", "other"))
         target_tokens = int(case.get("target", {}).get("target_tokens", 0))
     else:
         tp = est.throughput
@@ -174,7 +177,7 @@ def evaluate_case(case: dict[str, Any]) -> tuple[Row, peers.PeerFacts]:
 
 def add_formula_peers(rows: list[Row], facts: list[peers.PeerFacts]) -> None:
     for row, f in zip(rows, facts, strict=True):
-        if row.kind == "memory":
+        if row.kind == "memory" and not row.what.startswith("load_"):
             row.peers["deepspeed"] = peers.deepspeed_memory_gb(f)
             row.peers["eleuther"] = peers.eleuther_memory_gb(f)
 
@@ -184,7 +187,7 @@ def add_external_peers(rows: list[Row], facts: list[peers.PeerFacts], python: st
     key = {"memory": "memory_gb", "throughput": "tokens_per_s_total"}
     for name, answers in result.predictions.items():
         for row in rows:
-            answer = answers.get(row.case_id)
+            answer = None if row.what.startswith("load_") else answers.get(row.case_id)
             row.peers[name] = None if not answer else answer.get(key[row.kind])
     return result
 

@@ -17,7 +17,7 @@ CASE_KEYS = SPEC_KEYS | {"id", "kind", "gpu", "measured", "source", "notes", "ta
                          "quality_note", "category"}
 CATEGORIES = {"single_gpu_finetune", "multi_gpu_finetune", "multi_gpu_pretrain", "other"}
 MEMORY = {"max_memory_allocated": {"GB", "GiB", "MB", "MiB"}, "max_memory_reserved": {"GB", "GiB", "MB", "MiB"},
-          "nvidia-smi": {"GB", "GiB", "MB", "MiB"}}
+          "nvidia-smi": {"GB", "GiB", "MB", "MiB"}, "load_max_memory_allocated": {"GB", "GiB", "MB", "MiB"}}
 THROUGHPUT = {"tokens_per_s_per_gpu": {"tokens/s"}, "tokens_per_s_total": {"tokens/s"}, "mfu": {"fraction"},
               "gpu_hours": {"GPU-hours"}}
 
@@ -41,6 +41,8 @@ def check_case(case: dict[str, Any]) -> None:
     if measured["what"] == "mfu":
         assert measured["value"] <= 1.0
         assert case.get("flops_basis") in ("model", "hardware")
+    if measured["what"].startswith("load_"):
+        assert case["training"].get("method") == "qlora", "only QLoRA has a loading phase (quant_load)"
     if measured["what"] == "gpu_hours":
         assert "target_tokens" in case["target"], "GPU-hours are converted with the token count"
     if case.get("quality") is not None:  # suspect: the figure itself is doubtful; forum: one user's report

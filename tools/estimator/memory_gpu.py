@@ -31,6 +31,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from gpu_preflight.tools.estimator.memory_advice import gpu_memory_advice
 from gpu_preflight.tools.estimator.memory_knobs import (
     adapter_cast,
     adapter_copy_bytes_per_token,
@@ -38,6 +39,7 @@ from gpu_preflight.tools.estimator.memory_knobs import (
     eval_transient_bytes,
     fp32_stream,
     frozen_unsaved_bytes_per_token,
+    load_peak_bytes,
     qlora_frozen_bytes,
 )
 from gpu_preflight.tools.estimator.modelshape import ResolvedModel, muon_share
@@ -56,6 +58,7 @@ across reports. Eager loading (older stacks) loads every kernel up front: the HF
 CUDA 11.2) measured 1,343 MiB; ``overheads.cuda_context_gb`` takes a measured figure."""
 
 Verdict = Literal["pass", "high_oom_risk", "fail"]
+Phase = Literal["forward_end", "optimizer_step", "eval", "loading"]
 
 
 def verdict_for(ratio: float) -> Verdict:
@@ -87,6 +90,8 @@ class GpuMemoryBreakdown(BaseModel):
     dequant_gb: float = Field(default=0.0, description="QLoRA: a 4-bit weight dequantized for its matmul, beyond "
                               "the loss buffers it meets (the head's, when quantized).")
     eval_gb: float = Field(default=0.0, description="An eval pass over the resident state (eval_micro_batch).")
+    load_gb: float = Field(default=0.0, description="QLoRA: allocated while the base model is loaded and quantized "
+                           "(quant_load); the peak when it is the largest phase.")
     allocator_reserve_gb: float
     cuda_context_gb: float
 
@@ -111,7 +116,7 @@ class GpuMemoryFit(BaseModel):
     verdict_basis: str
     verdict_basis_gb: float
     verdict_playbook: Verdict
-    peak_phase: Literal["forward_end", "optimizer_step", "eval"]
+    peak_phase: Phase
     breakdown: GpuMemoryBreakdown
     playbook: PlaybookMemory
     advice: list[str]
@@ -332,9 +337,10 @@ def estimate_gpu_memory(
     step = resident + grads + ddp_buckets + transient
     evaluation = eval_transient_bytes(m, t, activation_bytes_per_token_per_layer(m, t), _loss_bytes(t))
     eval_peak = resident + (grads + ddp_buckets if not t.zero_grad_set_to_none else 0.0) + evaluation
-    allocated = max(forward_end, step, eval_peak if evaluation else 0.0)
-    phase: Literal["forward_end", "optimizer_step", "eval"] = (
-        "forward_end" if allocated == forward_end else "optimizer_step" if allocated == step else "eval")
+    load = load_peak_bytes(m, t, wbytes, n if shard in ("zero3", "fsdp") else 1)
+    phases: list[tuple[float, Phase]] = [(forward_end, "forward_end"), (step, "optimizer_step"),
+                                         (eval_peak if evaluation else 0.0, "eval"), (load, "loading")]
+    allocated, phase = max(phases, key=lambda p: p[0])  # the first of equals, as listed
     reserve = allocated * ALLOCATOR_RESERVE_RATIO
     peak = allocated + reserve
     used = peak + cuda_context_gb * GB
@@ -368,33 +374,14 @@ def estimate_gpu_memory(
             gradients_gb=_gb(grads), optimizer_gb=_gb(optimizer), activations_gb=_gb(act), logits_gb=_gb(logits),
             gather_buffers_gb=_gb(gather), ddp_buckets_gb=_gb(ddp_buckets), step_transient_gb=_gb(transient),
             allocator_reserve_gb=_gb(reserve), cuda_context_gb=cuda_context_gb, eval_gb=_gb(evaluation),
-            dequant_gb=_gb(dequant),
+            dequant_gb=_gb(dequant), load_gb=_gb(load),
         ),
         playbook=PlaybookMemory(
             model_state_gb=_gb(state_rule), frozen_weight_gb=_gb(frozen_rule), activations_gb=_gb(act),
             kv_or_temp_gb=_gb(logits), total_gb=_gb(total_rule), required_gb=round(required, 2),
         ),
-        advice=_advice(verdict, t, act, logits, allocated, adapter_copies),
+        advice=gpu_memory_advice(verdict, t, act, logits, allocated, adapter_copies, phase),
     )
-
-
-def _advice(verdict: Verdict, t: TrainingSpec, act: float, logits: float, allocated: float,
-            adapter_copies: float) -> list[str]:
-    if verdict == "pass":
-        return []
-    tips = ["reduce micro_batch or seq_len first (playbook 1.1), keeping global_batch with grad_accum"]
-    if not t.activation_checkpointing and act > 0.25 * allocated:
-        tips.append("enable activation_checkpointing (about 20-33% slower, activations drop to one input per layer)")
-    if adapter_copies > 0.1 * allocated:
-        tips.append(f"lora_adapter_dtype base (PEFT: get_peft_model(..., autocast_adapter_dtype=False)) frees the "
-                    f"fp32 adapters' input copies, {adapter_copies / GB:.1f} GB (PEFT upcasts them for stability)")
-    if logits > 0.15 * allocated:
-        tips.append("use a chunked/fused cross-entropy (Liger, Cut-Cross-Entropy): the logits buffer is large")
-    if t.method == "full":
-        tips.append("consider lora/qlora, an 8-bit optimizer, or zero3/fsdp sharding over more GPUs")
-    if verdict == "fail":
-        tips.append("or choose a GPU with more memory")
-    return tips
 
 
 def _gb(value: float) -> float:

@@ -111,6 +111,43 @@ def qlora_frozen_bytes(m: ResolvedModel, t: TrainingSpec, wbytes: int) -> float:
     return quantized + plain * 4 + (head_copy if wbytes == 2 else 0)
 
 
+def load_peak_bytes(m: ResolvedModel, t: TrainingSpec, wbytes: int, shards: int) -> float:
+    """QLoRA's allocated peak while the base model is loaded and quantized, per GPU (0 for other methods).
+
+    ``per_tensor`` (the default): each weight reaches the GPU in half precision and is quantized there before the
+    next arrives; transformers' bitsandbytes path moves one ``Params4bit`` at a time (``.to(cuda)`` quantizes it),
+    LitGPT and torchtune copy a bf16 state dict into 4-bit parameters one tensor at a time. The peak is the
+    quantized model (before PEFT's fp32 upcast, which comes after loading) plus the largest matrix in half.
+    transformers #43032 (RTX 5080 16 GB, phi-4 14.7 B, NF4): 4.48 loaded it "in ~9GB"; this gives 10.1 GB.
+
+    ``full_model``: the whole model is on the GPU in half precision before it is quantized, as with torchao's
+    ``quantize_`` on a model already moved to the GPU (its ``device=`` argument, pytorch/ao#699, quantizes tensor
+    by tensor instead) or transformers 5.0.0.dev's ``core_model_loading`` (#43032: the same load OOMed "at 15GB+";
+    29.3 GB here). The caching allocator keeps those blocks reserved after the half weights are freed, so this
+    figure is also what ``max_memory_reserved`` shows through training unless the script calls ``empty_cache``.
+    Every process loads its own copy: the figure is not divided by sharding.
+
+    >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
+    >>> from gpu_preflight.tools.estimator.spec import ModelSpec
+    >>> m = resolve_model(ModelSpec(name="custom", family="phi3", n_layers=40, hidden_size=5120, n_heads=40,
+    ...                             n_kv_heads=10, intermediate_size=17920, vocab_size=100352))
+    >>> t = TrainingSpec(method="qlora", lora_rank=16, seq_len=512, micro_batch=1, quant_format="nf4")
+    >>> round(load_peak_bytes(m, t, 2, 1) / 1e9, 2), round(m.params_total * 2 / 1e9, 2)
+    (10.09, 29.32)
+    >>> round(load_peak_bytes(m, t.model_copy(update={"quant_load": "full_model"}), 2, 1) / 1e9, 2)
+    29.42
+    """
+    if t.method != "qlora":
+        return 0.0
+    largest = max(i * o for i, o in layer_matrices(m).values())
+    if t.quant_lm_head and not m.tied_embeddings:
+        largest = max(largest, m.vocab_size * m.hidden_size)
+    if t.quant_load == "full_model":
+        return m.params_total * wbytes + largest * QUANT_BYTES_PER_PARAM[t.quant_format]
+    resident = qlora_frozen_bytes(m, t.model_copy(update={"kbit_upcast_fp32": False}), wbytes) / shards
+    return resident + largest * wbytes
+
+
 def stream_bytes(t: TrainingSpec) -> float:
     """Bytes of one element of the activation stream: 4 in fp32 training or on QLoRA's fp32 stream, else 2."""
     return 4.0 if t.precision == "fp32" or fp32_stream(t) else 2.0

@@ -54,6 +54,9 @@ def optimization_menu(spec: RunSpec, gpu: GpuMemoryFit, has_baseline: bool,
     if t.activation_checkpointing:
         items.append(("gradient_checkpointing", "Gradient checkpointing only when memory-bound", True,
                       "chosen in the spec: its recompute slowdown is applied to the throughput estimate"))
+    elif memory_bound and gpu.peak_phase == "loading":
+        items.append(("gradient_checkpointing", "Gradient checkpointing only when memory-bound", False,
+                      "the peak is set while the model loads (quant_load), before any activation exists"))
     elif memory_bound:
         after = f" (peak would be about {checkpointing_peak_gb:.1f} GB)" if checkpointing_peak_gb else ""
         items.append(("gradient_checkpointing", "Gradient checkpointing only when memory-bound", True,

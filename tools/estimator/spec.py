@@ -148,6 +148,10 @@ class TrainingSpec(_Strict):
         "(4-bit, group 128: 0.52), torchao_int4 (group 128: 0.531).",
     )
     quant_lm_head: bool = Field(default=False, description="qlora: quantize the LM head too (default: kept bf16).")
+    quant_load: Literal["per_tensor", "full_model"] = Field(
+        default="per_tensor", description="qlora: how the base model is quantized while loading. per_tensor: each "
+        "weight as it arrives (transformers quantization_config, LitGPT, torchtune); full_model: the half-precision "
+        "model is on the GPU first (torchao quantize_ after .to('cuda')): the load can set the peak.")
     kbit_upcast_fp32: bool = Field(
         default=False, description="qlora: PEFT's prepare_model_for_kbit_training casts the unquantized weights "
         "(embeddings, head, norms) to fp32 (framework peft: true; not for gptq/torchao_int4).")
@@ -236,7 +240,7 @@ class TrainingSpec(_Strict):
             raise ValueError(f"at most seq_len ({longest}, the longest sample)")
         return value
 
-    @field_validator("quant_format", "quant_lm_head")
+    @field_validator("quant_format", "quant_lm_head", "quant_load")
     @classmethod
     def _qlora_only(cls, value: Any, info: ValidationInfo) -> Any:
         default = cls.model_fields[str(info.field_name)].default
