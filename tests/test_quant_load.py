@@ -19,6 +19,7 @@ from helpers_spec import spec
 from gpu_preflight.server.cli import main
 from gpu_preflight.tools.common.errors import PreflightError
 from gpu_preflight.tools.estimator.estimate import estimate_run
+from gpu_preflight.tools.estimator.render import estimate_markdown
 from gpu_preflight.tools.estimator.spec import parse_spec
 
 CASE_ID = "hf-43032-phi4-nf4-per-tensor-load-rtx5080-mem"
@@ -52,6 +53,7 @@ def test_full_model_load_does_not_fit_the_card(phi4_case: dict[str, Any]) -> Non
     assert g.verdict == "fail"
     assert g.allocated_peak_gb == g.breakdown.load_gb
     assert g.advice and "quant_load per_tensor" in g.advice[0]
+    assert "while loading) -> fail" in estimate_markdown(_estimate(phi4_case, quant_load="full_model"))
 
 
 def test_checkpointing_is_not_offered_for_a_loading_peak(phi4_case: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ def estimate_markdown(e: RunEstimate) -> str:
             f"trainable) on {e.gpu.num_gpus}x {e.gpu.name}")
     rows: list[list[object]] = [
         ["GPU memory (refined, nvidia-smi view)", f"{g.nvml_used_gb:.1f} GB of {g.gpu_ram_gb:.1f} GB "
-         f"({g.utilization_ratio:.0%}) -> {g.verdict}"],
+         f"({g.utilization_ratio:.0%}{', while loading' if g.peak_phase == 'loading' else ''}) -> {g.verdict}"],
         ["GPU peak reserved / playbook required x1.2", f"{g.peak_gb:.1f} GB / {g.required_gb:.1f} GB "
          f"(playbook verdict {g.verdict_playbook})"],
         ["CPU RAM required (playbook)", f"{c.required_gb:.1f} GB ({c.required_gb_playbook:.1f} GB) -> {c.verdict}"],
