@@ -74,6 +74,18 @@ def test_sharding_divides_the_per_tensor_load_not_the_full_model_one() -> None:
     assert load_gb("per_tensor", 4) < 0.5 * load_gb("per_tensor", 1)
 
 
+def test_a_gptq_checkpoint_loads_without_a_half_copy() -> None:
+    """GPTQ weights are 4-bit on disk: the load holds the quantized model and nothing more."""
+    def breakdown(fmt: str) -> Any:
+        run = parse_spec(spec(model={"name": "llama-3.1-8b"}, method="qlora", lora_rank=8, seq_len=512,
+                              quant_format=fmt))
+        return estimate_run(run, "RTX 4090").memory.gpu.breakdown
+
+    gptq, nf4 = breakdown("gptq"), breakdown("nf4")
+    assert gptq.load_gb == pytest.approx(gptq.frozen_weights_gb, abs=0.002)
+    assert nf4.load_gb == pytest.approx(nf4.frozen_weights_gb + 4096 * 14336 * 2 / 1e9, abs=0.002)
+
+
 def test_other_methods_have_no_loading_phase() -> None:
     g = estimate_run(parse_spec(spec(method="lora", lora_rank=8)), "RTX 4090").memory.gpu
     assert g.breakdown.load_gb == 0.0
@@ -82,6 +94,7 @@ def test_other_methods_have_no_loading_phase() -> None:
 @pytest.mark.parametrize(("training", "needle"), [
     ({"method": "qlora", "lora_rank": 8, "quant_load": "whole"}, "'per_tensor' or 'full_model'"),
     ({"method": "lora", "lora_rank": 8, "quant_load": "full_model"}, "applies only to method=qlora"),
+    ({"method": "qlora", "lora_rank": 8, "quant_format": "gptq", "quant_load": "full_model"}, "already 4-bit"),
 ])
 def test_bad_quant_load_is_one_clear_error(training: dict[str, Any], needle: str, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:

@@ -123,9 +123,10 @@ def load_peak_bytes(m: ResolvedModel, t: TrainingSpec, wbytes: int, shards: int)
     ``full_model``: the whole model is on the GPU in half precision before it is quantized, as with torchao's
     ``quantize_`` on a model already moved to the GPU (its ``device=`` argument, pytorch/ao#699, quantizes tensor
     by tensor instead) or transformers 5.0.0.dev's ``core_model_loading`` (#43032: the same load OOMed "at 15GB+";
-    29.3 GB here). The caching allocator keeps those blocks reserved after the half weights are freed, so this
+    29.4 GB here). The caching allocator keeps those blocks reserved after the half weights are freed, so this
     figure is also what ``max_memory_reserved`` shows through training unless the script calls ``empty_cache``.
-    Every process loads its own copy: the figure is not divided by sharding.
+    Every process loads its own copy: the figure is not divided by sharding. A GPTQ checkpoint is 4-bit on disk:
+    nothing is quantized while it loads (and ``full_model`` is refused for it).
 
     >>> from gpu_preflight.tools.estimator.modelshape import resolve_model
     >>> from gpu_preflight.tools.estimator.spec import ModelSpec
@@ -145,7 +146,7 @@ def load_peak_bytes(m: ResolvedModel, t: TrainingSpec, wbytes: int, shards: int)
     if t.quant_load == "full_model":
         return m.params_total * wbytes + largest * QUANT_BYTES_PER_PARAM[t.quant_format]
     resident = qlora_frozen_bytes(m, t.model_copy(update={"kbit_upcast_fp32": False}), wbytes) / shards
-    return resident + largest * wbytes
+    return resident + (0 if t.quant_format == "gptq" else largest * wbytes)
 
 
 def stream_bytes(t: TrainingSpec) -> float:

@@ -248,6 +248,13 @@ class TrainingSpec(_Strict):
             raise ValueError(f"applies only to method=qlora (leave it out, or {default!r})")
         return value
 
+    @field_validator("quant_load")
+    @classmethod
+    def _gptq_loads_quantized(cls, value: str, info: ValidationInfo) -> str:
+        if value == "full_model" and info.data.get("quant_format") == "gptq":
+            raise ValueError("per_tensor with quant_format=gptq (a GPTQ checkpoint is already 4-bit when it loads)")
+        return value
+
     @field_validator("optimizer")
     @classmethod
     def _muon_full_only(cls, value: str, info: ValidationInfo) -> str:
