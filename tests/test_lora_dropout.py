@@ -116,3 +116,20 @@ def test_bad_lora_dropout_is_one_clear_error(value: Any) -> None:
     with pytest.raises(PreflightError) as err:
         parse_spec(spec(method="lora", lora_rank=8, lora_dropout=value))
     assert "lora_dropout" in str(err.value)
+
+
+@pytest.mark.parametrize(("field", "value", "methods"), [
+    ("lora_dropout", 0.1, "method=lora or qlora"), ("lora_qkv_merged", True, "method=lora or qlora"),
+    ("lora_adapter_dtype", "fp32", "method=lora or qlora"), ("kbit_upcast_fp32", True, "method=qlora")])
+def test_an_adapter_knob_on_a_full_fine_tune_is_refused_not_ignored(field: str, value: Any, methods: str) -> None:
+    with pytest.raises(PreflightError) as err:
+        parse_spec(spec(**{field: value}))
+    assert err.value.one_line().startswith(f"spec.training.{field}") and methods in err.value.one_line()
+
+
+def test_a_framework_offers_adapter_defaults_only_to_adapter_runs() -> None:
+    """LitGPT's LoRA defaults (dropout 0.05, merged q/k/v) would be refused on a full fine-tune: not offered."""
+    full = parse_spec(spec(framework="litgpt")).training
+    lora = parse_spec(spec(framework="litgpt", method="lora", lora_rank=8)).training
+    assert "lora_dropout" not in full.from_framework and full.lora_dropout == 0.0
+    assert lora.lora_dropout == 0.05 and lora.lora_qkv_merged

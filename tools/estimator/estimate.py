@@ -141,11 +141,7 @@ def estimate_run(
                       if t.master_weights_fp32 else f"pure {t.precision} weights and optimizer states")
     )
 
-    applies = {"kbit_upcast_fp32": t.method == "qlora", "quant_saves_input": t.method == "qlora",
-               "lora_adapter_dtype": t.method != "full", "lora_dropout": t.method != "full",
-               "lora_qkv_merged": t.method != "full",
-               "quant_lm_head": t.method == "qlora", "tuning": False}  # tuning: mfu_prior_source says it
-    filled = [k for k in t.from_framework if applies.get(k, True)]
+    filled = [k for k in t.from_framework if k != "tuning"]  # tuning: mfu_prior_source says it
     if filled:  # say what the framework decided, so a caller can override what its script does differently
         assumptions.append(f"training.framework {t.framework} set " + ", ".join(f"{k}={getattr(t, k)}" for k in filled))
 

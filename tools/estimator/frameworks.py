@@ -33,6 +33,13 @@ if TYPE_CHECKING:
 DATA_PATH = Path(__file__).resolve().parent / "data" / "frameworks.toml"
 Loss = Literal["standard", "hf", "hf_legacy", "no_upcast", "chunked", "fused", "none"]
 """``training.loss``: which cross-entropy code holds the logits (bytes per logit in ``memory_gpu.LOSS_BYTES``)."""
+METHOD_ONLY: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("quant_format", "quant_lm_head", "quant_load", "kbit_upcast_fp32", "quant_saves_input"),
+                    ("qlora",)),
+    **dict.fromkeys(("lora_adapter_dtype", "lora_dropout", "lora_qkv_merged"), ("lora", "qlora")),
+}
+"""``training`` fields that describe one method's parts, and the methods they apply to: the spec refuses them
+elsewhere, and a framework offers its defaults for them only where they apply."""
 UNNAMED = ("custom", "other")
 """Values that name no stack: accepted (an agent may truly run its own loop) but they buy no prior."""
 
@@ -93,8 +100,8 @@ def fill_defaults(data: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]
     if row is None:
         return data, ()
     offered: dict[str, Any] = {"tuning": row.tuning, **row.defaults.model_dump(exclude_none=True)}
-    if data.get("method") != "qlora":  # quant_lm_head is refused outside QLoRA; none of them applies there
-        offered = {k: v for k, v in offered.items() if not k.startswith("quant_")}
+    method = data.get("method", "full")  # a method's own knobs are refused elsewhere: offer them where they apply
+    offered = {k: v for k, v in offered.items() if method in METHOD_ONLY.get(k, (method,))}
     filled = tuple(k for k in offered if k not in data)
     return {**data, **{k: offered[k] for k in filled}}, filled
 

@@ -30,7 +30,7 @@ from pydantic import (
 from gpu_preflight.tools.common.errors import PreflightError, from_validation_error
 from gpu_preflight.tools.common.files import read_text_file
 from gpu_preflight.tools.common.limits import loads_json, loads_toml
-from gpu_preflight.tools.estimator.frameworks import Loss, fill_defaults
+from gpu_preflight.tools.estimator.frameworks import METHOD_ONLY, Loss, fill_defaults
 
 # The smaller sections live in spec_parts; re-exported here, where callers import the spec from.
 from gpu_preflight.tools.estimator.spec_parts import BaselineSpec as BaselineSpec
@@ -51,6 +51,7 @@ LoraModule = Literal["q_proj", "k_proj", "v_proj", "qkv_proj", "o_proj", "gate_p
                      "down_proj", "lm_head"]
 """PEFT ``target_modules`` names of Llama-style models; on a 2-matrix MLP (GPT-2, NeoX) up/down are fc1/fc2."""
 Offload = Literal["none", "optimizer", "optimizer_and_params"]
+
 Sharding = Literal["none", "ddp", "zero1", "zero2", "zero3", "fsdp"]
 Attention = Literal["sdpa", "flash", "eager"]
 Tuning = Literal["untuned", "normal", "well_tuned"]
@@ -240,12 +241,14 @@ class TrainingSpec(_Strict):
             raise ValueError(f"at most seq_len ({longest}, the longest sample)")
         return value
 
-    @field_validator("quant_format", "quant_lm_head", "quant_load")
+    @field_validator(*METHOD_ONLY)
     @classmethod
-    def _qlora_only(cls, value: Any, info: ValidationInfo) -> Any:
+    def _method_only(cls, value: Any, info: ValidationInfo) -> Any:
+        """A knob of the adapters or the 4-bit base, given where that method does not run: refused, not ignored."""
         default = cls.model_fields[str(info.field_name)].default
-        if value != default and info.data.get("method", "full") != "qlora":
-            raise ValueError(f"applies only to method=qlora (leave it out, or {default!r})")
+        methods = METHOD_ONLY[str(info.field_name)]
+        if value != default and info.data.get("method", "full") not in methods:
+            raise ValueError(f"applies only to method={' or '.join(methods)} (leave it out, or {default!r})")
         return value
 
     @field_validator("quant_load")
